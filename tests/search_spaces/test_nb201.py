@@ -16,7 +16,8 @@ import search_spaces as ss
 from search_spaces import InvalidArch, InvalidSpaceConfig
 from search_spaces._nb201 import EDGES, OPS, NB201Space, NB201Supernet
 
-CSV = Path("/work/shared/data/nb201_12epoch/nb201_12epoch_acc.csv")
+# shared/ lies beside the checkout (as in CI).
+CSV = Path(__file__).resolve().parents[3] / "shared" / "data" / "nb201_12epoch" / "nb201_12epoch_acc.csv"
 SMALL = {"C": 4, "N": 2, "resolution": 8}
 # Node 3 gets only 'none' edges: the cell outputs zeros although nodes 1 and 2 compute.
 NONE_OUT = {"edges": ["nor_conv_3x3", "nor_conv_1x1", "avg_pool_3x3", "none", "none", "none"]}
