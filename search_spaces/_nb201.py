@@ -13,9 +13,9 @@ String form (the benchmark's): ``|op~0|+|op~0|op~1|+|op~0|op~1|op~2|``.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -121,28 +121,30 @@ def _make_op(name: str, channels: int) -> nn.Module:
     return Zero()
 
 
-# A cell's forward plan: per node 1..3, the (source node, op) pairs that feed it; op None is
-# skip_connect (no call at all), and 'none' edges are simply absent.
-_Plan = tuple[tuple[tuple[int, Callable[[torch.Tensor], torch.Tensor] | None], ...], ...]
+# A cell's forward plan: per node 1..3, the (source node, edge index) pairs that feed it; edge
+# index None is skip_connect (no call at all), and 'none' edges are simply absent.
+_Plan = tuple[tuple[tuple[int, int | None], ...], ...]
 
 
-def _run_cell(plan: _Plan, x: torch.Tensor) -> torch.Tensor:
+def _run_cell(
+    plan: _Plan, ops: Sequence[Callable[[torch.Tensor], torch.Tensor]], x: torch.Tensor
+) -> torch.Tensor:
     """node j = sum of op(node i); a node fed only by 'none' edges is zeros, as in the benchmark."""
     nodes = [x]
     for inputs in plan:
         out: torch.Tensor | None = None
-        for src, fn in inputs:
-            y = nodes[src] if fn is None else fn(nodes[src])
+        for src, k in inputs:
+            y = nodes[src] if k is None else ops[k](nodes[src])
             out = y if out is None else out + y
         nodes.append(torch.zeros_like(x) if out is None else out)
     return nodes[-1]
 
 
-def _plan(ops: Sequence[str], modules: Sequence[nn.Module]) -> _Plan:
-    per_node: list[list[tuple[int, Any]]] = [[] for _ in range(NUM_NODES - 1)]
-    for (dst, src), name, module in zip(EDGES, ops, modules):
+def _plan(ops: Sequence[str]) -> _Plan:
+    per_node: list[list[tuple[int, int | None]]] = [[] for _ in range(NUM_NODES - 1)]
+    for k, ((dst, src), name) in enumerate(zip(EDGES, ops, strict=True)):
         if name != "none":
-            per_node[dst - 1].append((src, None if name == "skip_connect" else module))
+            per_node[dst - 1].append((src, None if name == "skip_connect" else k))
     return tuple(tuple(p) for p in per_node)
 
 
@@ -153,10 +155,11 @@ class InferCell(nn.Module):
         super().__init__()
         self.ops = tuple(ops)
         self.layers = nn.ModuleList(_make_op(name, channels) for name in self.ops)
-        self._plan = _plan(self.ops, list(self.layers))
+        self._plan = _plan(self.ops)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _run_cell(self._plan, x)
+        # Modules are looked up per call so copies and DataParallel replicas use their own.
+        return _run_cell(self._plan, list(self.layers), x)
 
     def extra_repr(self) -> str:
         return f"ops={list(self.ops)}"
@@ -217,15 +220,18 @@ class _SuperCell(nn.Module):
         )
         self._pool = (pool,)  # a tuple: shared, not registered as a child
         self._plan: _Plan = ()
+        self._selected: list[nn.Module] = []
 
     def set_ops(self, ops: Sequence[str]) -> None:
-        modules = [
-            edge[name] if name in _CONV_K else self._pool[0] for edge, name in zip(self.edges, ops)
+        """Select one op per edge (held by reference: use DDP, not nn.DataParallel replicas)."""
+        edges = cast(Sequence[nn.ModuleDict], self.edges)
+        self._selected = [
+            edge[name] if name in _CONV_K else self._pool[0] for edge, name in zip(edges, ops, strict=True)
         ]
-        self._plan = _plan(ops, modules)
+        self._plan = _plan(ops)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _run_cell(self._plan, x)
+        return _run_cell(self._plan, self._selected, x)
 
 
 class NB201Supernet(_Skeleton, Supernet):
@@ -233,6 +239,8 @@ class NB201Supernet(_Skeleton, Supernet):
 
     Starts with the largest architecture active. ``forward`` runs only the active ops.
     """
+
+    space: NB201Space
 
     def __init__(self, space: NB201Space) -> None:
         super().__init__()
@@ -254,17 +262,18 @@ class NB201Supernet(_Skeleton, Supernet):
         return {"edges": list(self._active["edges"])}
 
     def extract(self, arch: Mapping[str, Any] | None = None) -> NB201Network:
-        """A fresh `NB201Network` for `arch` (default: active) with cloned weights and modes."""
+        """A fresh `NB201Network` for `arch` (default: active) with cloned weights, same device and mode."""
         ops = self.space.validate(self._active if arch is None else arch)["edges"]
-        net = NB201Network(self.space.cfg, ops)
+        with torch.device("meta"):  # no wasted init: every tensor is replaced below
+            net = NB201Network(self.space.cfg, ops)
         state = self.state_dict()
         mapped = {}
         for key in net.state_dict():
             parts = key.split(".")
             if parts[0] == "cells" and parts[2] == "layers":  # cells.i.layers.k.* <- cells.i.edges.k.op.*
                 parts = ["cells", parts[1], "edges", parts[3], ops[int(parts[3])], *parts[4:]]
-            mapped[key] = state[".".join(parts)]
-        net.load_state_dict(mapped, strict=True)  # copies into the new module's own tensors
+            mapped[key] = state[".".join(parts)].clone()
+        net.load_state_dict(mapped, strict=True, assign=True)
         return net.train(self.training)
 
 
@@ -288,7 +297,7 @@ class NB201Space(SearchSpace):
             raise InvalidArch(self.name, "arch", arch, 'a JSON object {"edges": [6 op names]}')
         require_keys(self.name, arch, ("edges",))
         edges = require_list(self.name, arch, "edges", len(EDGES))
-        return {c.name: op for c, op in zip(self.choices(), edges)}
+        return {c.name: op for c, op in zip(self.choices(), edges, strict=True)}
 
     def from_params(self, params: Mapping[str, Any]) -> Arch:
         return {"edges": [params[c.name] for c in self.choices()]}
@@ -304,7 +313,7 @@ class NB201Space(SearchSpace):
         """The benchmark's string, e.g. ``|nor_conv_3x3~0|+|none~0|skip_connect~1|+|...|``."""
         ops = self.validate(arch)["edges"]
         nodes: list[list[str]] = [[] for _ in range(NUM_NODES - 1)]
-        for (dst, src), op in zip(EDGES, ops):
+        for (dst, src), op in zip(EDGES, ops, strict=True):
             nodes[dst - 1].append(f"{op}~{src}")
         return "+".join("|" + "|".join(node) + "|" for node in nodes)
 
@@ -384,11 +393,14 @@ class NB201Space(SearchSpace):
 
 def _cell_peak(ops: Sequence[str]) -> int:
     """Peak footprint of one cell in node-sized tensors (see `NB201Space.cost`)."""
-    readers = {i: [dst for (dst, src), op in zip(EDGES, ops) if src == i and op != "none"] for i in range(4)}
+    readers = {
+        i: [dst for (dst, src), op in zip(EDGES, ops, strict=True) if src == i and op != "none"]
+        for i in range(4)
+    }
     peak = 1  # the cell input itself
     for j in range(1, NUM_NODES):
         alive = sum(1 for i in range(j) if any(d >= j for d in readers[i]))
-        inputs = [op for (dst, _), op in zip(EDGES, ops) if dst == j and op != "none"]
+        inputs = [op for (dst, _), op in zip(EDGES, ops, strict=True) if dst == j and op != "none"]
         has_op_output = any(op != "skip_connect" for op in inputs)
         peak = max(peak, alive + 1 + int(has_op_output))
     return peak
