@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import csv
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,15 +26,6 @@ NONE_OUT = {"edges": ["nor_conv_3x3", "nor_conv_1x1", "avg_pool_3x3", "none", "n
 LIVE = {
     "edges": ["nor_conv_3x3", "nor_conv_1x1", "nor_conv_3x3", "skip_connect", "avg_pool_3x3", "nor_conv_1x1"]
 }
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Tiny tensors: intra-op threads only add contention (10x slower on a busy 2-core box)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -17,15 +17,6 @@ from search_spaces import InvalidArch, InvalidSpaceConfig
 from search_spaces._vit import ViTSpace, ViTSubnet, ViTSupernet
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread() -> Iterator[None]:
-    """These tensors are tiny: intra-op threads only add contention (and time) on a busy runner."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def space() -> ViTSpace:
     s = ss.get_space("vit_tiny")
