@@ -126,6 +126,12 @@ def demo(
     console.print(f"arch: {sp.arch_str(arch)}")
 
 
+# Sub-commands owned by their own modules.
+from nas.predictor_cli import app as predictor_app  # noqa: E402
+
+app.add_typer(predictor_app, name="predictor", help="Accuracy and latency predictors: fit, eval.")
+
+
 def main() -> None:  # pragma: no cover - console-script entry point
     app()
 
