@@ -6,6 +6,7 @@ import json
 import time
 from typing import Annotated
 
+import numpy as np
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -88,48 +89,76 @@ def _si(value: float) -> str:
 
 @app.command()
 def demo(
-    space: Annotated[str, typer.Option(help="Search space to demonstrate.")] = "mbv3_tiny",
-    samples: Annotated[int, typer.Option(min=1, max=1000, help="Random subnets to sample.")] = 8,
-    seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
+    quick: Annotated[bool, typer.Option("--quick", help="CI-sized: 2 epochs on 600 images, 12 trials.")] = False,
+    trials: Annotated[int | None, typer.Option(min=2, help="Expensive evaluations of the search.")] = None,
+    epochs: Annotated[int | None, typer.Option(min=1, help="Supernet training epochs.")] = None,
+    max_latency_ms: Annotated[float | None, typer.Option(help="Latency constraint (local-cpu table).")] = None,
 ) -> None:
-    """Build a supernet, sample subnets, extract one and check it against the supernet."""
-    import torch
+    """The whole pipeline on embedded defaults: train a supernet on digits, search accuracy vs
+    local-cpu latency under a latency constraint, print the Pareto table, plot it, export the knee."""
+    import dataclasses
+
+    from nas import demo as d
+    from nas.export import export_subnet
+    from nas.search import pareto_front, run_search, trials as all_trials
+    from nas.search_cli import _print_rows
+    from nas.train import RichSink, parse_spec, train
+
+    cfg = d.DemoConfig.quick() if quick else d.DemoConfig()
+    cfg = dataclasses.replace(cfg, **{k: v for k, v in (("trials", trials), ("epochs", epochs),
+                                                      ("max_latency_ms", max_latency_ms)) if v is not None})
+    home = d.home_dir()
+    t0 = time.perf_counter()
+    console.print(f"[bold]1/4 Training[/bold] a mbv3_tiny supernet on digits ({cfg.epochs} epochs) ...")
+    with user_errors(), RichSink(console) as sink:
+        result = train(parse_spec(d.train_spec(cfg, home)), sink)
+    m = result.metrics
+    console.print(f"    largest subnet {m.get('largest_accuracy', float('nan')):.3f}, smallest "
+                  f"{m.get('smallest_accuracy', float('nan')):.3f} validation accuracy; checkpoint {result.checkpoint}")
+    console.print(f"[bold]2/4 Searching[/bold] accuracy vs latency on local-cpu (shipped table), latency <= "
+                  f"{cfg.max_latency_ms} ms, {cfg.trials} evaluations ...")
+    with user_errors():
+        res = run_search(d.search_spec(cfg, result.run_dir))
+        front = pareto_front(res.job_id)
+        rows = all_trials(res.job_id)
+    console.print(f"    job {res.job_id}: {res.trials} trials, {res.evaluations} evaluations in {res.seconds:.1f}s")
+    console.print("[bold]3/4 Pareto front[/bold]")
+    _print_rows([{k: v for k, v in r.items() if k not in ("feasible", "evaluation")} for r in front],
+                "table", title=f"Pareto front of {res.job_id} (feasible: latency <= {cfg.max_latency_ms} ms)")
+    lat = "latency_ms@local-cpu"
+    knee = front[d.knee_point(np.array([[-r["accuracy"], r[lat]] for r in front]))] if front else None
+    plot = d.pareto_plot(rows, front, lat, "accuracy", home / "demo" / "pareto.png",
+                         f"{res.job_id}: accuracy vs local-cpu latency", knee)
+    console.print(f"    plot: {plot}")
+    if knee is None:
+        raise fail("No feasible trial; loosen --max-latency-ms.")
+    console.print(f"[bold]4/4 Exporting[/bold] the knee subnet (trial {knee['number']}) ...")
+    from nas.search._export import export_trial
 
     with user_errors():
-        sp = ss.get_space(space)
-    torch.manual_seed(seed)
-    t0 = time.perf_counter()
-    net = sp.build_supernet().eval()
-    n_params = sum(p.numel() for p in net.parameters())
-    console.print(f"Supernet for [bold]{sp.name}[/bold]: {n_params:,} shared parameters "
-                  f"(built in {time.perf_counter() - t0:.2f}s)")
-    table = Table(title=f"{samples} random subnets")
-    for col in ("arch_id", "MACs", "params", "peak act. bytes"):
-        table.add_column(col, justify="right" if col != "arch_id" else "left")
-    archs = [sp.sample(seed=seed + i) for i in range(samples)]
-    for arch in archs:
-        c = sp.cost(arch)
-        table.add_row(sp.arch_id(arch), f"{c['macs']:,}", f"{c['params']:,}", f"{c['activation_bytes']:,}")
-    console.print(table)
-
-    arch = max(archs, key=lambda a: sp.cost(a)["macs"])
-    t0 = time.perf_counter()
-    sub = net.extract(arch).eval()
-    extract_ms = 1000 * (time.perf_counter() - t0)
-    x = torch.randn(2, *sp.input_shape(arch))
-    net.set_active(arch)
-    with torch.no_grad():
-        diff = (net(x) - sub(x)).abs().max().item()
-    console.print(f"Extracted {sp.arch_id(arch)} in {extract_ms:.1f} ms: "
-                  f"{sum(p.numel() for p in sub.parameters()):,} parameters, "
-                  f"max |supernet - extracted| = {diff:.2e}")
-    console.print(f"arch: {sp.arch_str(arch)}")
+        bundle = export_trial(res.job_id, knee["number"], home / "demo" / f"export-{res.job_id}",
+                              formats="torch,onnx", measure=not quick)
+    acc = bundle.manifest["accuracy"]
+    console.print(f"    bundle {bundle.path}: files {', '.join(bundle.manifest['files'])}; accuracy "
+                  f"torch {acc.get('torch', float('nan')):.3f}, onnx {acc.get('onnx', float('nan')):.3f}")
+    console.print(f"Done in {time.perf_counter() - t0:.0f}s. Next: `nas pareto {res.job_id} --where "
+                  f"\"latency_ms<1.5\"`, `nas export {res.job_id} --trial N -o DIR`.")
 
 
 # Sub-commands owned by their own modules.
 from nas.predictor_cli import app as predictor_app  # noqa: E402
 
+from nas.latency_cli import app as latency_app  # noqa: E402
+from nas.export_cli import export_command  # noqa: E402
+from nas.search_cli import register as register_search  # noqa: E402
+from nas.train_cli import db_app, train_command  # noqa: E402
+
 app.add_typer(predictor_app, name="predictor", help="Accuracy and latency predictors: fit, eval.")
+app.add_typer(latency_app, name="latency", help="Device latency tables: measure, import, estimate, validate.")
+app.add_typer(db_app, name="db", help="The service database: upgrade, current.")
+app.command("train")(train_command)
+register_search(app)
+app.command("export")(export_command)
 
 
 def main() -> None:  # pragma: no cover - console-script entry point
