@@ -16,8 +16,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import search_spaces as ss  # noqa: E402
 from _report import Report, parse_args  # noqa: E402
+
+import search_spaces as ss  # noqa: E402
 
 
 def _time(fn, x: torch.Tensor, min_seconds: float) -> float:

@@ -7,7 +7,7 @@ exactly by enumerating every cell.
 
 Methods, run side by side in this process with the same objective function and the same budget
 rule (the budget counts distinct architectures evaluated; a repeated proposal is answered from the
-cache and costs nothing, for every method): the project's samplers through
+cache and costs nothing, for every method, up to 4 proposals per evaluation of budget): the project's samplers through
 `nas.search.create_sampler` (the default, ``predictor``, exploits the fact that latency and MACs
 are free: it evaluates only the accuracy), and Optuna's own RandomSampler, NSGAIISampler and
 TPESampler used directly. Figure: hypervolume of the found front / hypervolume of the true front
@@ -101,7 +101,7 @@ def run_method(
     found: list[tuple[float, float]] = []
     out: dict[int, float] = {}
     asks = 0
-    while len(seen) < budget and asks < 30 * budget:
+    while len(seen) < budget and asks < 4 * budget:
         asks += 1
         trial = study.ask(dists)
         arch = space.from_params(trial.params)

@@ -31,7 +31,6 @@ Shapes are height x width x channels (tokens x width for ViT), booleans are 0/1.
 from __future__ import annotations
 
 import functools
-
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 

@@ -99,8 +99,8 @@ def demo(
     import dataclasses
 
     from nas import demo as d
-    from nas.export import export_subnet
-    from nas.search import pareto_front, run_search, trials as all_trials
+    from nas.search import pareto_front, run_search
+    from nas.search import trials as all_trials
     from nas.search_cli import _print_rows
     from nas.train import RichSink, parse_spec, train
 
@@ -146,10 +146,9 @@ def demo(
 
 
 # Sub-commands owned by their own modules.
-from nas.predictor_cli import app as predictor_app  # noqa: E402
-
-from nas.latency_cli import app as latency_app  # noqa: E402
 from nas.export_cli import export_command  # noqa: E402
+from nas.latency_cli import app as latency_app  # noqa: E402
+from nas.predictor_cli import app as predictor_app  # noqa: E402
 from nas.search_cli import register as register_search  # noqa: E402
 from nas.train_cli import db_app, train_command  # noqa: E402
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["DemoConfig", "knee_point", "pareto_plot", "run_demo"]
+__all__ = ["DemoConfig", "home_dir", "knee_point", "pareto_plot", "search_spec", "train_spec"]
 
 
 @dataclass(frozen=True)

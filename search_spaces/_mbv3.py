@@ -28,9 +28,9 @@ from search_spaces._elastic import (
     DynamicDepthwiseConv2d,
     DynamicSE,
     SqueezeExcite,
-    build_activation,
     assign,
     assign_bn,
+    build_activation,
     make_divisible,
     permute_bn,
 )

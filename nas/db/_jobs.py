@@ -34,6 +34,8 @@ __all__ = [
 ]
 
 JOB_STATES = ("pending", "running", "finished", "failed", "cancelled")
+ANALYZE_AFTER = 50_000
+"""`insert_trials` of at least this many rows runs ANALYZE on the trials table (PostgreSQL)."""
 _TRIAL_COLUMNS = (
     "job_id", "number", "arch_id", "arch", "feasible", "on_front", "cached", "evaluation", "seconds",
     "finished_at",
@@ -222,7 +224,8 @@ def insert_trials(
 
     All in one transaction. `trials` is consumed lazily (a generator of a million records needs
     no list of them); on PostgreSQL through psycopg the rows go in by ``COPY`` (about ten times
-    faster than INSERT for big batches), elsewhere by INSERT in chunks of `chunk` rows.
+    faster than INSERT for big batches), elsewhere by INSERT in chunks of `chunk` rows. After
+    `ANALYZE_AFTER` rows or more, PostgreSQL's statistics of the table are refreshed.
     """
     eng = _engine(engine)
     existing = set(trial_numbers(job_id, engine=eng))
@@ -279,6 +282,14 @@ def insert_trials(
             if batch:
                 conn.execute(sa.insert(TrialRow), batch)
                 count += len(batch)
+    if count >= ANALYZE_AFTER and eng.dialect.name == "postgresql":
+        # A bulk load: refresh the planner's statistics now, as PostgreSQL's manual advises, not
+        # when autovacuum gets round to it. Until then the new job_id is estimated at one row
+        # and every (job_id, ...) index looks equally cheap, so that a query by (job_id, number)
+        # may read all of the job's rows through (job_id, m2). (Owner only; others get a warning.)
+        with eng.connect() as conn:
+            conn.execute(sa.text(f"ANALYZE {TrialRow.__tablename__}"))
+            conn.commit()
     return count
 
 

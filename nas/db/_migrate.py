@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -71,7 +72,8 @@ def downgrade(engine: Engine, revision: str) -> str | None:
     return current_revision(engine)
 
 
-_CHECKED: set[int] = set()
+_CHECKED: weakref.WeakSet[Engine] = weakref.WeakSet()
+"""Engines already at head (weak: a disposed engine's id may be reused by a new one)."""
 
 
 def ensure_schema(engine: Engine | None = None) -> None:
@@ -81,7 +83,7 @@ def ensure_schema(engine: Engine | None = None) -> None:
         SchemaOutdated: the database holds tables at another revision (message names the fix).
     """
     engine = engine or get_engine()
-    if id(engine) in _CHECKED:
+    if engine in _CHECKED:
         return
     current, head = current_revision(engine), head_revision()
     if current is None:
@@ -98,4 +100,4 @@ def ensure_schema(engine: Engine | None = None) -> None:
             f"needs {head}; "
             "run `nas db upgrade` (back it up first)."
         )
-    _CHECKED.add(id(engine))
+    _CHECKED.add(engine)

@@ -75,6 +75,10 @@ class TrialRow(Base):
         sa.UniqueConstraint("job_id", "number"),
         sa.Index("ix_nas_trials_job_feasible", "job_id", "feasible"),
         sa.Index("ix_nas_trials_job_front", "job_id", "on_front"),
+        # Only the stored fronts' rows (revision 0003): a few pages, so the planner reads a job's
+        # front through it even with stale statistics.
+        sa.Index("ix_nas_trials_front", "job_id", postgresql_where=sa.text("on_front IS true"),
+                 sqlite_where=sa.text("on_front IS 1")),
         sa.Index("ix_nas_trials_job_m0", "job_id", "m0"),
         sa.Index("ix_nas_trials_job_m1", "job_id", "m1"),
         sa.Index("ix_nas_trials_job_m2", "job_id", "m2"),

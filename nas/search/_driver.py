@@ -34,7 +34,13 @@ from nas.search._evaluators import (
 from nas.search._metrics import CheapMetrics, MetricDef, job_metrics
 from nas.search._pareto import pareto_mask, to_minimization
 from nas.search._pool import make_pool
-from nas.search._samplers import CONSTRAINT_ATTR, SamplerContext, constraint_values, create_sampler, search_distributions
+from nas.search._samplers import (
+    CONSTRAINT_ATTR,
+    SamplerContext,
+    constraint_values,
+    create_sampler,
+    search_distributions,
+)
 from nas.search._spec import SearchSpec, parse_search_spec
 
 __all__ = ["SearchResult", "optuna_storage", "resume_search", "run_search"]
@@ -200,9 +206,9 @@ class _Driver:
                 if now - last_beat > 5:
                     last_beat = now
                     jobs_db.update_job(self.job.id, heartbeat=True, engine=self.engine)
-                    if self._status() == "cancelled":
-                        status = "cancelled"
-                        break
+                if self._status() == "cancelled":  # one indexed read per round: a cancel is never missed
+                    status = "cancelled"
+                    break
                 timeout = self.spec.budget.timeout_s
                 timed_out = timeout is not None and time.perf_counter() - t0 > timeout
                 exhausted = duplicates_in_a_row > 200 or len(self.study.trials) > max_trials
@@ -226,7 +232,7 @@ class _Driver:
                         tid = storage.get_trial_id_from_study_id_trial_number(self.study._study_id, number)
                         storage.set_trial_user_attr(tid, "error", error)
                         self.study.tell(number, state=TrialState.FAIL)
-                        for dup, darch in waiting.pop(aid, []):
+                        for dup, _ in waiting.pop(aid, []):
                             self.study.tell(dup, state=TrialState.FAIL)
                         self._report(budget, error=error)
                         continue
@@ -293,7 +299,12 @@ def run_search(
     evaluator = build_evaluator(spec.evaluator, spec.space) if spec.evaluator.kind != "supernet" else None
     names = evaluator.metrics if evaluator is not None else evaluator_metrics(spec.evaluator, spec.space)
     metrics = job_metrics(spec, names)
-    CheapMetrics(space, metrics).check()
+    cheap = CheapMetrics(space, metrics)
+    cheap.check()
+    objectives = [m for m in metrics if m.objective]
+    constrained = [m for m in metrics if m.max is not None or m.min is not None]
+    create_sampler(spec.sampler.name, SamplerContext(space, objectives, cheap, constrained, spec.budget.seed,
+                                                     spec.budget.trials), spec.sampler.params)  # bad name/params fail here
     if spec.evaluator.kind == "supernet":
         supernet_fingerprint(spec.evaluator)  # a missing checkpoint fails here
     job = jobs_db.create_job(
@@ -311,7 +322,8 @@ def _finish(spec: SearchSpec, job: jobs_db.Job, engine: Engine, url: str | None,
     except BaseException as exc:
         jobs_db.update_job(job.id, status="failed", error=f"{type(exc).__name__}: {exc}"[:2000], engine=engine)
         raise
-    jobs_db.update_job(job.id, status=result.status, engine=engine)
+    if not jobs_db.update_job(job.id, status=result.status, expect=("running",), engine=engine):
+        result.status = jobs_db.get_job(job.id, engine=engine).status  # cancelled meanwhile: keep it
     return result
 
 

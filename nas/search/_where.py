@@ -145,9 +145,9 @@ def parse_where(text: str, names: set[str] | None = None) -> Compare | Logic:
                 raise WhereError(f"Bad filter: nested deeper than {_MAX_DEPTH} levels at position {t[2]}.")
         if t is not None and t[0] == "kw" and t[1] == "not":
             take()
-            inner = Logic("not", (not_(),))
+            negated = Logic("not", (not_(),))
             depth -= 1
-            return inner
+            return negated
         if t is not None and t[0] == "paren" and t[1] == "(":
             take()
             inner = expr()

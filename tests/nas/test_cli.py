@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 import search_spaces as ss
@@ -43,12 +45,22 @@ def test_bad_format_exits_2() -> None:
     assert result.exit_code == 2 and "'xml'" in result.output and "table, json" in result.output
 
 
-def test_demo_builds_extracts_and_checks_parity() -> None:
-    result = runner.invoke(app, ["demo", "--samples", "3"])
+@pytest.mark.slow
+def test_demo_quick_runs_the_whole_pipeline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CI-sized demo: train, search under a latency constraint, Pareto table, plot, export."""
+    monkeypatch.setenv("NAS_HOME", str(tmp_path))
+    monkeypatch.delenv("NAS_DATABASE_URL", raising=False)
+    result = runner.invoke(app, ["demo", "--quick"])
     assert result.exit_code == 0, result.output
-    assert "Supernet for mbv3_tiny" in result.output and "Extracted mbv3_tiny-" in result.output
-    diff = float(result.output.split("max |supernet - extracted| = ")[1].split()[0])
-    assert diff <= 1e-5
+    assert "Pareto front of search-" in result.output
+    assert (tmp_path / "demo" / "pareto.png").stat().st_size > 1000
+    bundles = list((tmp_path / "demo").glob("export-search-*"))
+    assert len(bundles) == 1 and {"model.safetensors", "model.onnx", "manifest.json"} <= {
+        p.name for p in bundles[0].iterdir()
+    }
+    from nas import load_exported
+
+    assert load_exported(bundles[0]) is not None
 
 
 def test_console_script_is_installed() -> None:

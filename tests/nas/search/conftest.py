@@ -39,7 +39,9 @@ from nas.db import _migrate as db_migrate
 from nas.db._engine import get_engine
 
 # shared/ lies beside the checkout (as in CI).
-NB201_CSV = Path(__file__).resolve().parents[4] / "shared" / "data" / "nb201_12epoch" / "nb201_12epoch_acc.csv"
+NB201_CSV = (
+    Path(__file__).resolve().parents[4] / "shared" / "data" / "nb201_12epoch" / "nb201_12epoch_acc.csv"
+)
 PG_URL = os.environ.get("NAS_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 LATENCY = "latency_ms@local-cpu"
 LATENCY_MAX = 5.0
@@ -49,13 +51,15 @@ trials occur in every small search."""
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
-def reset_engines() -> None:
+def reset_engines(collect: bool = False) -> None:
     """Dispose the cached engines and forget that their schemas were checked (a new engine may
-    reuse a disposed one's ``id``, which `ensure_schema` keys on)."""
+    reuse a disposed one's ``id``, which `ensure_schema` keys on). `collect`: also let Optuna's
+    RDB storages (each holds its own engine) close their connections."""
     for eng in list(db_engine._ENGINES.values()):
-        db_migrate._CHECKED.discard(id(eng))
+        db_migrate._CHECKED.discard(eng)
     db_engine.dispose_engines()
-    gc.collect()  # Optuna's RDB storages hold their own engines; let them close their connections
+    if collect:
+        gc.collect()
 
 
 @pytest.fixture(autouse=True)
@@ -65,7 +69,40 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[N
     monkeypatch.delenv("NAS_DATABASE_URL", raising=False)
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     yield
-    reset_engines()
+    if db_engine._ENGINES:
+        reset_engines()
+
+
+_TABLE_EVALUATORS: dict[tuple[Any, ...], Any] = {}
+
+
+@pytest.fixture(autouse=True)
+def _reuse_table_evaluators(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Test speed: the driver builds a table evaluator twice per job, and reading the 15,625-row
+    NAS-Bench-201 CSV dominates a small tabular search. Evaluators of unchanged files are reused
+    across jobs (they hold no per-job state); the first build of each file, and every failing
+    build, still runs the real code. Ray actors always build their own."""
+    from nas.search import _driver
+
+    real = _driver.build_evaluator
+
+    def build(spec: Any, space_ref: Any) -> Any:
+        path = Path(spec.path) if spec.kind == "table" and spec.path else None
+        if path is None or not path.is_file():
+            return real(spec, space_ref)
+        st = path.stat()
+        key = (
+            spec.model_dump_json(),
+            space_ref.model_dump_json(),
+            str(path.resolve()),
+            st.st_mtime_ns,
+            st.st_size,
+        )
+        if key not in _TABLE_EVALUATORS:
+            _TABLE_EVALUATORS[key] = real(spec, space_ref)
+        return _TABLE_EVALUATORS[key]
+
+    monkeypatch.setattr(_driver, "build_evaluator", build)
 
 
 # ------------------------------------------------------------------------------------- databases
@@ -123,7 +160,7 @@ def make_db_url(kind: str, tmp_path: Path) -> Iterator[str]:
     try:
         yield _pg_url_with_schema(schema)
     finally:
-        reset_engines()
+        reset_engines(collect=True)
         with admin.connect() as c:
             c.execute(sa.text("SET lock_timeout = '20s'"))
             c.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
@@ -176,8 +213,13 @@ def make_spec(nb201_csv: Path) -> Callable[..., dict[str, Any]]:
     """``make_spec(trials=12, sampler="random", **top_level_overrides)``: accuracy (max) vs
     local-cpu latency (min) on the nb201 table, latency <= LATENCY_MAX, macs and params stored."""
 
-    def make(trials: int = 12, sampler: str = "random", params: dict[str, Any] | None = None,
-             seed: int = 0, **over: Any) -> dict[str, Any]:
+    def make(
+        trials: int = 12,
+        sampler: str = "random",
+        params: dict[str, Any] | None = None,
+        seed: int = 0,
+        **over: Any,
+    ) -> dict[str, Any]:
         spec: dict[str, Any] = {
             "name": "test-search",
             "space": {"name": "nb201"},
@@ -187,7 +229,10 @@ def make_spec(nb201_csv: Path) -> Callable[..., dict[str, Any]]:
                 {"name": "latency_ms", "device": "local-cpu", "direction": "minimize"},
             ],
             "constraints": [{"name": "latency_ms", "device": "local-cpu", "max": LATENCY_MAX}],
-            "metrics": [{"name": "macs", "direction": "minimize"}, {"name": "params", "direction": "minimize"}],
+            "metrics": [
+                {"name": "macs", "direction": "minimize"},
+                {"name": "params", "direction": "minimize"},
+            ],
             "sampler": {"name": sampler, "params": params or {}},
             "budget": {"trials": trials, "parallelism": 1, "seed": seed},
         }
@@ -238,23 +283,34 @@ def cli_job(tmp_path_factory: pytest.TempPathFactory, nb201_csv: Path) -> Iterat
         spec_dir = tmp / "specs"
         spec_dir.mkdir()
         spec_path = spec_dir / "nb201.yaml"
-        spec_path.write_text(yaml.safe_dump({
-            "name": "cli [/x] run",  # user text, never rich markup
-            "space": {"name": "nb201"},
-            # relative to the spec's directory, not to the working directory
-            "evaluator": {"kind": "table", "path": os.path.relpath(nb201_csv, spec_dir),
-                          "columns": {"accuracy": "cifar10-val"}},
-            "objectives": [{"name": "accuracy", "direction": "maximize"},
-                           {"name": "latency_ms", "device": "local-cpu", "direction": "minimize"}],
-            "constraints": [{"name": "latency_ms", "device": "local-cpu", "max": 6.0}],
-            "metrics": [{"name": "macs", "direction": "minimize"}],
-            "sampler": {"name": "predictor", "params": {"candidates": 5000}},
-            "budget": {"trials": 300, "seed": 0},
-        }))
+        spec_path.write_text(
+            yaml.safe_dump(
+                {
+                    "name": "cli [/x] run",  # user text, never rich markup
+                    "space": {"name": "nb201"},
+                    # relative to the spec's directory, not to the working directory
+                    "evaluator": {
+                        "kind": "table",
+                        "path": os.path.relpath(nb201_csv, spec_dir),
+                        "columns": {"accuracy": "cifar10-val"},
+                    },
+                    "objectives": [
+                        {"name": "accuracy", "direction": "maximize"},
+                        {"name": "latency_ms", "device": "local-cpu", "direction": "minimize"},
+                    ],
+                    "constraints": [{"name": "latency_ms", "device": "local-cpu", "max": 6.0}],
+                    "metrics": [{"name": "macs", "direction": "minimize"}],
+                    "sampler": {"name": "predictor", "params": {"candidates": 5000}},
+                    "budget": {"trials": 300, "seed": 0},
+                }
+            )
+        )
         result = cli("search", spec_path, "--trials", budget, "--sampler", "random", "--seed", 2)
         assert result.exit_code == 0, result.output
-        m = re.search(r"job (search-[0-9a-f]{12}): finished, (\d+) trials, (\d+) expensive evaluations, 0 failed",
-                      result.stdout)
+        m = re.search(
+            r"job (search-[0-9a-f]{12}): finished, (\d+) trials, (\d+) expensive evaluations, 0 failed",
+            result.stdout,
+        )
         assert m, result.stdout
         yield CliJob(cli, m.group(1), result, spec_path, budget)
         reset_engines()
@@ -328,7 +384,7 @@ def check_job(job_id: str, url: str, budget: int, accuracy: dict[str, float]) ->
 
     feasible = [r for r in rows if r["feasible"]]
     pts = np.array([[-r["accuracy"], r[LATENCY]] for r in feasible]).reshape(-1, 2)
-    want = {r["number"] for r, on in zip(feasible, brute_front(pts)) if on}
+    want = {r["number"] for r, on in zip(feasible, brute_front(pts), strict=True) if on}
     assert {r["number"] for r in rows if r["on_front"]} == want
     assert not [r for r in rows if r["on_front"] and not r["feasible"]]
     return rows

@@ -34,13 +34,26 @@ def by_key(defs: list[MetricDef]) -> dict[str, MetricDef]:
 
 
 def test_objectives_first_then_constraints_then_extras() -> None:
-    defs = job_metrics(spec(
-        constraints=[{"name": "params", "max": 1e6}, {"name": "latency_ms", "device": "local-cpu", "max": 5}],
-        metrics=[{"name": "macs", "direction": "minimize"}, {"name": "params", "direction": "minimize"},
-                 {"name": "latency_ms", "device": "local-cpu-ort", "direction": "minimize"}],
-    ), ("accuracy",))
+    defs = job_metrics(
+        spec(
+            constraints=[
+                {"name": "params", "max": 1e6},
+                {"name": "latency_ms", "device": "local-cpu", "max": 5},
+            ],
+            metrics=[
+                {"name": "macs", "direction": "minimize"},
+                {"name": "params", "direction": "minimize"},
+                {"name": "latency_ms", "device": "local-cpu-ort", "direction": "minimize"},
+            ],
+        ),
+        ("accuracy",),
+    )
     assert [(m.key, m.slot) for m in defs] == [
-        ("accuracy", 0), ("latency_ms@local-cpu", 1), ("params", 2), ("macs", 3), ("latency_ms@local-cpu-ort", 4),
+        ("accuracy", 0),
+        ("latency_ms@local-cpu", 1),
+        ("params", 2),
+        ("macs", 3),
+        ("latency_ms@local-cpu-ort", 4),
     ]
     assert [m.column for m in defs] == ["m0", "m1", "m2", "m3", "m4"]
     k = by_key(defs)
@@ -56,21 +69,38 @@ def test_objectives_first_then_constraints_then_extras() -> None:
 
 
 def test_tightest_bounds_win_and_constraint_directions_default() -> None:
-    defs = by_key(job_metrics(spec(constraints=[
-        {"name": "macs", "max": 3e8}, {"name": "macs", "max": 2e8, "min": 1e7}, {"name": "macs", "min": 5e7},
-        {"name": "accuracy", "min": 60}, {"name": "accuracy", "min": 65},
-    ]), ("accuracy",)))
+    defs = by_key(
+        job_metrics(
+            spec(
+                constraints=[
+                    {"name": "macs", "max": 3e8},
+                    {"name": "macs", "max": 2e8, "min": 1e7},
+                    {"name": "macs", "min": 5e7},
+                    {"name": "accuracy", "min": 60},
+                    {"name": "accuracy", "min": 65},
+                ]
+            ),
+            ("accuracy",),
+        )
+    )
     assert (defs["macs"].min, defs["macs"].max) == (5e7, 2e8)
     assert defs["accuracy"].min == 65 and defs["accuracy"].objective
     assert len(defs) == 3
 
 
 def test_cheap_flags() -> None:
-    defs = by_key(job_metrics(spec(
-        objectives=[{"name": "accuracy", "direction": "maximize", "cheap": True},
-                    {"name": "macs", "direction": "minimize", "cheap": False}],
-        metrics=[{"name": "loss", "direction": "minimize"}],
-    ), ("accuracy", "loss")))
+    defs = by_key(
+        job_metrics(
+            spec(
+                objectives=[
+                    {"name": "accuracy", "direction": "maximize", "cheap": True},
+                    {"name": "macs", "direction": "minimize", "cheap": False},
+                ],
+                metrics=[{"name": "loss", "direction": "minimize"}],
+            ),
+            ("accuracy", "loss"),
+        )
+    )
     assert defs["accuracy"].cheap  # a predictor's accuracy may be declared free
     assert defs["macs"].cheap  # analytic metrics are always free
     assert not defs["loss"].cheap
@@ -85,12 +115,20 @@ def test_unknown_metric_lists_the_allowed_ones() -> None:
     with pytest.raises(ValueError, match="'loss'"):
         job_metrics(spec(constraints=[{"name": "loss", "max": 1}]), ("accuracy",))
     # An evaluator column with another name is a metric like any other.
-    assert by_key(job_metrics(spec(metrics=[{"name": "energy_mj", "direction": "minimize"}]),
-                              ("accuracy", "energy_mj")))["energy_mj"].slot == 2
+    assert (
+        by_key(
+            job_metrics(
+                spec(metrics=[{"name": "energy_mj", "direction": "minimize"}]), ("accuracy", "energy_mj")
+            )
+        )["energy_mj"].slot
+        == 2
+    )
 
 
 def test_more_metrics_than_slots() -> None:
-    extra = [{"name": "latency_ms", "device": f"dev{i}", "direction": "minimize"} for i in range(METRIC_SLOTS - 1)]
+    extra = [
+        {"name": "latency_ms", "device": f"dev{i}", "direction": "minimize"} for i in range(METRIC_SLOTS - 1)
+    ]
     assert len(job_metrics(spec(metrics=extra[: METRIC_SLOTS - 2]), ("accuracy",))) == METRIC_SLOTS
     with pytest.raises(ValueError, match=f"at most {METRIC_SLOTS} metrics"):
         job_metrics(spec(metrics=extra), ("accuracy",))
@@ -104,9 +142,16 @@ def test_metric_def_round_trips_through_json() -> None:
 # ----------------------------------------------------------------------------------- CheapMetrics
 def test_cheap_metrics_match_the_latency_table_and_the_cost_model() -> None:
     space = ss.get_space("nb201")
-    defs = job_metrics(spec(metrics=[{"name": "macs", "direction": "minimize"},
-                                     {"name": "params", "direction": "minimize"},
-                                     {"name": "activation_bytes", "direction": "minimize"}]), ("accuracy",))
+    defs = job_metrics(
+        spec(
+            metrics=[
+                {"name": "macs", "direction": "minimize"},
+                {"name": "params", "direction": "minimize"},
+                {"name": "activation_bytes", "direction": "minimize"},
+            ]
+        ),
+        ("accuracy",),
+    )
     cheap = CheapMetrics(space, defs)
     cheap.check()
     assert [m.key for m in cheap.metrics] == ["latency_ms@local-cpu", "macs", "params", "activation_bytes"]
@@ -125,9 +170,16 @@ def test_cheap_metrics_match_the_latency_table_and_the_cost_model() -> None:
 
 def test_cheap_metrics_without_tables() -> None:
     space = ss.get_space("mbv3_tiny")
-    defs = job_metrics(spec(space={"name": "mbv3_tiny"},
-                            objectives=[{"name": "accuracy", "direction": "maximize"},
-                                        {"name": "macs", "direction": "minimize"}]), ("accuracy",))
+    defs = job_metrics(
+        spec(
+            space={"name": "mbv3_tiny"},
+            objectives=[
+                {"name": "accuracy", "direction": "maximize"},
+                {"name": "macs", "direction": "minimize"},
+            ],
+        ),
+        ("accuracy",),
+    )
     cheap = CheapMetrics(space, defs)
     assert cheap.tables == {}
     arch = space.sample(seed=3)
@@ -135,17 +187,23 @@ def test_cheap_metrics_without_tables() -> None:
 
 
 def test_unknown_device_lists_known_ones() -> None:
-    defs = job_metrics(spec(objectives=[{"name": "latency_ms", "device": "pixel-99", "direction": "minimize"}]),
-                       ("accuracy",))
+    defs = job_metrics(
+        spec(objectives=[{"name": "latency_ms", "device": "pixel-99", "direction": "minimize"}]),
+        ("accuracy",),
+    )
     with pytest.raises(KeyError) as info:
         CheapMetrics(ss.get_space("nb201"), defs)
     assert "pixel-99" in str(info.value) and "local-cpu" in str(info.value)
 
 
 def test_missing_table_names_the_command_that_measures_it(tableless_device: str) -> None:
-    defs = job_metrics(spec(objectives=[{"name": "latency_ms", "device": tableless_device, "direction": "minimize"}]),
-                       ("accuracy",))
-    with pytest.raises(FileNotFoundError, match=f"nas latency measure --device {tableless_device} --space nb201"):
+    defs = job_metrics(
+        spec(objectives=[{"name": "latency_ms", "device": tableless_device, "direction": "minimize"}]),
+        ("accuracy",),
+    )
+    with pytest.raises(
+        FileNotFoundError, match=f"nas latency measure --device {tableless_device} --space nb201"
+    ):
         CheapMetrics(ss.get_space("nb201"), defs)
 
 

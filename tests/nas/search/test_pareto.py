@@ -29,7 +29,9 @@ def exact_hypervolume(points: np.ndarray, ref: np.ndarray) -> float:
 
 
 @pytest.mark.parametrize("dims", [1, 2, 3, 4])
-def test_pareto_mask_matches_brute_force_with_ties(dims: int, brute_front: Callable[[np.ndarray], np.ndarray]) -> None:
+def test_pareto_mask_matches_brute_force_with_ties(
+    dims: int, brute_front: Callable[[np.ndarray], np.ndarray]
+) -> None:
     rng = np.random.default_rng(dims)
     for trial in range(40):
         n = int(rng.integers(1, 120))
@@ -56,9 +58,19 @@ def test_pareto_mask_edge_cases() -> None:
     assert pareto_mask(np.zeros((0, 2))).shape == (0,)
     assert pareto_mask(np.array([[3.0, 1.0]])).tolist() == [True]
     assert pareto_mask(np.ones((4, 3))).tolist() == [True] * 4  # duplicates are all kept
-    assert pareto_mask(np.array([[1.0, 1.0], [1.0, 2.0], [2.0, 1.0], [1.0, 1.0]])).tolist() == [True, False, False, True]
+    assert pareto_mask(np.array([[1.0, 1.0], [1.0, 2.0], [2.0, 1.0], [1.0, 1.0]])).tolist() == [
+        True,
+        False,
+        False,
+        True,
+    ]
     inf = np.inf
-    assert pareto_mask(np.array([[inf, 1.0], [1.0, inf], [inf, inf], [-inf, 5.0]])).tolist() == [True, False, False, True]
+    assert pareto_mask(np.array([[inf, 1.0], [1.0, inf], [inf, inf], [-inf, 5.0]])).tolist() == [
+        True,
+        False,
+        False,
+        True,
+    ]
     assert pareto_mask([[1, 2], [2, 1], [2, 2]]).tolist() == [True, True, False]  # lists and ints
 
 
@@ -84,7 +96,9 @@ def test_hypervolume_matches_exact_and_optuna(dims: int) -> None:
             pts = rng.integers(0, 5, size=(n, dims)).astype(float)  # ties and duplicates
         else:
             pts = rng.random((n, dims)) * 4
-        ref = np.full(dims, 4.5) if trial % 3 else np.array([3.0] + [4.5] * (dims - 1))  # some points beyond ref
+        ref = (
+            np.full(dims, 4.5) if trial % 3 else np.array([3.0] + [4.5] * (dims - 1))
+        )  # some points beyond ref
         got = hypervolume(pts, ref)
         assert got == pytest.approx(exact_hypervolume(pts, ref), rel=1e-9, abs=1e-12)
         inside = pts[np.all(pts < ref, axis=1)]
@@ -108,3 +122,26 @@ def test_hypervolume_edge_cases() -> None:
     assert hypervolume(np.vstack([base, [[2.0, 2.0]]]), ref) > hv
     pts3 = np.array([[1.0, 2.0, 3.0], [3.0, 2.0, 1.0], [2.0, 2.0, 2.0], [2.0, 2.0, 2.0]])
     assert hypervolume(pts3, np.full(3, 4.0)) == pytest.approx(exact_hypervolume(pts3, np.full(3, 4.0)))
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_hypervolume_improvement_is_the_difference_of_hypervolumes(dims: int) -> None:
+    from nas.search._pareto import hypervolume_improvement
+
+    rng = np.random.default_rng(30 + dims)
+    ref = np.full(dims, 5.0)
+    for trial in range(12):
+        n_front = int(rng.integers(0, 8))
+        front = (
+            rng.integers(0, 6, size=(n_front, dims)).astype(float)
+            if trial % 2
+            else rng.random((n_front, dims)) * 5.5
+        )
+        cands = np.vstack(
+            [rng.random((15, dims)) * 5.5, front[:2], np.full((1, dims), 6.0)]
+        )  # incl. on-front and beyond-ref
+        got = hypervolume_improvement(front, cands, ref)
+        base = hypervolume(front, ref) if n_front else 0.0
+        want = [hypervolume(np.vstack([front, c[None, :]]), ref) - base for c in cands]
+        np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
+        assert np.all(got >= 0) and got[-1] == 0.0

@@ -243,3 +243,41 @@ def test_insert_trials_round_trip(engine: Any) -> None:
     # a later insert drops the stored front flag of earlier trials
     jobs_db.insert_trials(job, [jobs_db.TrialRecord(2, "c", {}, {}, True)], slots, engine=engine)
     assert [r["on_front"] for r in trials(job, engine=engine)] == [False, False, False]
+
+
+def test_front_index_is_partial(engine: Any) -> None:
+    """Revision 0003: the stored fronts have an index of their own, over ``on_front`` rows only."""
+    import sqlalchemy as sa
+
+    from nas.db import ensure_schema
+
+    ensure_schema(engine)
+    with engine.connect() as conn:
+        if engine.dialect.name == "postgresql":
+            ddl = conn.execute(sa.text(
+                "SELECT indexdef FROM pg_indexes"
+                " WHERE schemaname = current_schema() AND indexname = 'ix_nas_trials_front'"
+            ))
+        else:
+            ddl = conn.execute(sa.text("SELECT sql FROM sqlite_master WHERE name = 'ix_nas_trials_front'"))
+        (text,) = ddl.one()
+    assert "(job_id)" in text.replace(" (", "(") and "WHERE" in text.upper() and "on_front" in text
+
+
+def test_bulk_insert_refreshes_postgres_statistics(engine: Any, monkeypatch: Any) -> None:
+    """A bulk `insert_trials` runs ANALYZE (PostgreSQL), so the planner knows the new job's size."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("ANALYZE after bulk loads is for PostgreSQL")
+    import sqlalchemy as sa
+
+    job = new_job(engine)
+    reltuples = sa.text("SELECT reltuples FROM pg_class WHERE oid = 'nas_trials'::regclass")
+    with engine.connect() as conn:
+        assert conn.execute(reltuples).scalar() < 1  # never analysed (-1) or empty
+    monkeypatch.setattr(jobs_db, "ANALYZE_AFTER", 300)
+    store(job, make_values(299, 0), engine)
+    with engine.connect() as conn:
+        assert conn.execute(reltuples).scalar() < 1
+    store(job, make_values(300, 1), engine, start=299)
+    with engine.connect() as conn:
+        assert conn.execute(reltuples).scalar() == 599

@@ -24,7 +24,7 @@ from nas.search import (
 )
 from nas.search._samplers import constraint_values
 
-BUDGET = 14
+BUDGET = 12
 # Small settings so that each strategy gets past its random start-up within the budget.
 SMALL: dict[str, dict[str, Any]] = {
     "nsga2": {"population_size": 6},
@@ -45,15 +45,26 @@ def _ctx(constraints: bool = True) -> SamplerContext:
     from nas.search import CheapMetrics
 
     space = ss.get_space("nb201")
-    spec = parse_search_spec({
-        "space": {"name": "nb201"}, "evaluator": {"kind": "table", "path": "x.csv"},
-        "objectives": [{"name": "accuracy", "direction": "maximize"},
-                       {"name": "latency_ms", "device": "local-cpu", "direction": "minimize"}],
-        "constraints": [{"name": "latency_ms", "device": "local-cpu", "max": 5.0}] if constraints else [],
-    })
+    spec = parse_search_spec(
+        {
+            "space": {"name": "nb201"},
+            "evaluator": {"kind": "table", "path": "x.csv"},
+            "objectives": [
+                {"name": "accuracy", "direction": "maximize"},
+                {"name": "latency_ms", "device": "local-cpu", "direction": "minimize"},
+            ],
+            "constraints": [{"name": "latency_ms", "device": "local-cpu", "max": 5.0}] if constraints else [],
+        }
+    )
     defs = job_metrics(spec, ("accuracy",))
-    return SamplerContext(space, [m for m in defs if m.objective], CheapMetrics(space, defs),
-                          [m for m in defs if m.max is not None or m.min is not None], 0, 20)
+    return SamplerContext(
+        space,
+        [m for m in defs if m.objective],
+        CheapMetrics(space, defs),
+        [m for m in defs if m.max is not None or m.min is not None],
+        0,
+        20,
+    )
 
 
 def test_create_sampler_errors() -> None:
@@ -94,12 +105,18 @@ def test_constraint_values_follow_optunas_convention() -> None:
 
 @pytest.mark.parametrize("name", list_samplers())
 def test_every_sampler_through_the_contract(
-    name: str, make_spec: Callable[..., dict[str, Any]], sqlite_url: str,
-    check_job: Callable[..., list[dict[str, Any]]], nb201_accuracy: dict[str, float],
+    name: str,
+    make_spec: Callable[..., dict[str, Any]],
+    sqlite_url: str,
+    check_job: Callable[..., list[dict[str, Any]]],
+    nb201_accuracy: dict[str, float],
 ) -> None:
     calls: list[tuple[int, int]] = []
-    result = run_search(make_spec(trials=BUDGET, sampler=name, params=SMALL.get(name, {}), seed=3),
-                        url=sqlite_url, progress=lambda done, total, info: calls.append((done, total)))
+    result = run_search(
+        make_spec(trials=BUDGET, sampler=name, params=SMALL.get(name, {}), seed=3),
+        url=sqlite_url,
+        progress=lambda done, total, info: calls.append((done, total)),
+    )
     assert result.status == "finished" and result.evaluations == BUDGET and result.failed == 0
     rows = check_job(result.job_id, sqlite_url, BUDGET, nb201_accuracy)
     assert result.trials == len(rows)

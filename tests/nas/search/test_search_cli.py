@@ -65,11 +65,14 @@ def test_status(cli: Any, job: str, budget: int) -> None:
     assert "spec" not in info
     assert [m["key"] for m in info["metrics"]] == ["accuracy", LATENCY, "macs"]
     hv = info["hypervolume_history"]
-    assert hv and hv[-1][0] == budget and all(b >= a for (_, a), (_, b) in zip(hv, hv[1:]))
+    assert hv and hv[-1][0] == budget and all(b >= a for (_, a), (_, b) in zip(hv, hv[1:], strict=False))
     text = cli("status", job)
     assert text.exit_code == 0, text.output
     assert "status: finished" in text.stdout and "name: cli [/x] run" in text.stdout
-    assert f"metrics: accuracy (maximize, objective), {LATENCY} (minimize, objective), macs (minimize)" in text.stdout
+    assert (
+        f"metrics: accuracy (maximize, objective), {LATENCY} (minimize, objective), macs (minimize)"
+        in text.stdout
+    )
     assert "hypervolume: " in text.stdout
 
 
@@ -108,12 +111,13 @@ def test_pareto(cli: Any, job: str, brute_front: Callable[[np.ndarray], np.ndarr
     got = cli.json("pareto", job, "--objectives", "accuracy,macs", "--where", where)
     pool = [r for r in rows if r["feasible"] and r[LATENCY] < 7.5 and r["accuracy"] > 30]
     want = brute_front(np.array([[-r["accuracy"], r["macs"]] for r in pool]).reshape(-1, 2))
-    assert {r["number"] for r in got} == {r["number"] for r, on in zip(pool, want) if on}
+    assert {r["number"] for r in got} == {r["number"] for r, on in zip(pool, want, strict=True) if on}
     assert [r["accuracy"] for r in got] == sorted((r["accuracy"] for r in got), reverse=True)
 
     everything = cli.json("pareto", job, "--objectives", "accuracy,latency_ms", "--include-infeasible")
     pts = np.array([[-r["accuracy"], r[LATENCY]] for r in rows])
-    assert {r["number"] for r in everything} == {r["number"] for r, on in zip(rows, brute_front(pts)) if on}
+    want_all = {r["number"] for r, on in zip(rows, brute_front(pts), strict=True) if on}
+    assert {r["number"] for r in everything} == want_all
 
     table = cli("pareto", job, "--where", "latency_ms<5")
     assert table.exit_code == 0 and (f"Pareto front of {job}" in table.stdout)
@@ -148,7 +152,10 @@ BAD_ARGS: list[tuple[list[str], list[str]]] = [
     (["cancel", "{job}"], ["is finished", "only pending or running"]),
     (["trials", "{job}", "--where", "accuracy > 1; DROP TABLE nas_trials"], ["unexpected ';", "position 12"]),
     (["pareto", "{job}", "--where", "accuracy > 1 or 1=1"], ["compare a name with a number"]),
-    (["pareto", "{job}", "--where", "energy < 1"], ["Unknown name 'energy'", "allowed: ", "accuracy", LATENCY]),
+    (
+        ["pareto", "{job}", "--where", "energy < 1"],
+        ["Unknown name 'energy'", "allowed: ", "accuracy", LATENCY],
+    ),
     (["pareto", "{job}", "--where", "(accuracy > 1"], ["expected )", "at the end"]),
     (["pareto", "{job}", "--objectives", "accuracy,energy"], ["Unknown objective 'energy'", "macs"]),
     (["trials", "{job}", "-f", "xml"], ["Unknown format 'xml'", "table, csv, json"]),
@@ -160,22 +167,39 @@ BAD_ARGS: list[tuple[list[str], list[str]]] = [
 
 @pytest.mark.parametrize(("args", "words"), BAD_ARGS, ids=[" ".join(a) for a, _ in BAD_ARGS])
 def test_bad_input_is_one_line_with_exit_code_2(
-    args: list[str], words: list[str], cli_job: Any, tmp_path: Path,
+    args: list[str],
+    words: list[str],
+    cli_job: Any,
+    tmp_path: Path,
 ) -> None:
     cli, job, spec_path, budget = cli_job.cli, cli_job.job, cli_job.spec_path, cli_job.budget
     good = yaml.safe_load(spec_path.read_text())
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump({**good, "budget": {"trails": 3}}))
     (tmp_path / "broken.yaml").write_text("space: {name: nb201\n")
-    (tmp_path / "bad_sampler.yaml").write_text(yaml.safe_dump({**good, "sampler": {"name": "annealing"},
-                                                               "evaluator": {**good["evaluator"], "path": str(
-                                                                   (spec_path.parent / good["evaluator"]["path"]).resolve())}}))
-    bad_device = {**good, "objectives": [good["objectives"][0], {**good["objectives"][1], "device": "pixel-99"}],
-                  "constraints": []}
+    (tmp_path / "bad_sampler.yaml").write_text(
+        yaml.safe_dump(
+            {
+                **good,
+                "sampler": {"name": "annealing"},
+                "evaluator": {
+                    **good["evaluator"],
+                    "path": str((spec_path.parent / good["evaluator"]["path"]).resolve()),
+                },
+            }
+        )
+    )
+    bad_device = {
+        **good,
+        "objectives": [good["objectives"][0], {**good["objectives"][1], "device": "pixel-99"}],
+        "constraints": [],
+    }
     (spec_path.parent / "bad_device.yaml").write_text(yaml.safe_dump(bad_device))
     before = {j.id for j in jobs_db.list_jobs(engine=get_engine(cli.url))}
     fill = {"tmp": str(tmp_path), "job": job, "spec": str(spec_path), "spec_dir": str(spec_path.parent)}
     one_line_error(cli(*(a.format(**fill) for a in args)), *(w.format(**fill) for w in words))
-    assert {j.id for j in jobs_db.list_jobs(engine=get_engine(cli.url))} == before, "a job row was left behind"
+    assert {j.id for j in jobs_db.list_jobs(engine=get_engine(cli.url))} == before, (
+        "a job row was left behind"
+    )
     assert len(cli.json("trials", job)) >= budget  # still there, whatever the filter said
 
 

@@ -59,20 +59,32 @@ def test_shipped_example_loads_and_points_at_the_shared_table() -> None:
     [
         (spec(sampler={"name": "tpe", "n": 3}), "sampler.n", ["unknown key"]),
         (spec(colour="red"), "colour", ["unknown key"]),
-        (spec(objectives=[{"name": "accuracy", "direction": "maximize", "weight": 2}]),
-         "objectives.0.weight", ["unknown key"]),
-        (spec(objectives=[{"name": "latency_ms", "direction": "minimize"}]), "objectives.0",
-         ["'latency_ms'", "device"]),
+        (
+            spec(objectives=[{"name": "accuracy", "direction": "maximize", "weight": 2}]),
+            "objectives.0.weight",
+            ["unknown key"],
+        ),
+        (
+            spec(objectives=[{"name": "latency_ms", "direction": "minimize"}]),
+            "objectives.0",
+            ["'latency_ms'", "device"],
+        ),
         (spec(constraints=[{"name": "latency_ms", "max": 5}]), "constraints.0", ["'latency_ms'", "device"]),
         (spec(metrics=[{"name": "latency_ms", "direction": "minimize"}]), "metrics.0", ["device"]),
         (spec(constraints=[{"name": "macs"}]), "constraints.0", ["`max` or `min`"]),
         (spec(constraints=[{"name": "macs", "min": 5, "max": 1}]), "constraints.0", ["min", "max"]),
-        (spec(metrics=[{"name": "macs", "device": "local-cpu", "direction": "minimize"}]), "metrics.0",
-         ["'macs'", "remove `device`"]),
+        (
+            spec(metrics=[{"name": "macs", "device": "local-cpu", "direction": "minimize"}]),
+            "metrics.0",
+            ["'macs'", "remove `device`"],
+        ),
         # A device on an evaluator metric would be stored as `accuracy@local-cpu`, which nothing
         # computes: the bound would silently never apply.
-        (spec(constraints=[{"name": "accuracy", "device": "local-cpu", "min": 50}]), "constraints.0",
-         ["'accuracy'", "remove `device`"]),
+        (
+            spec(constraints=[{"name": "accuracy", "device": "local-cpu", "min": 50}]),
+            "constraints.0",
+            ["'accuracy'", "remove `device`"],
+        ),
         (spec(objectives=[{"name": "accuracy", "direction": "up"}]), "objectives.0.direction", ["'up'"]),
         (spec(objectives=[]), "objectives", ["at least 1"]),
         (spec(objectives=[{"name": "accuracy", "direction": "maximize"}] * 2), "(top level)", ["repeat"]),
@@ -158,4 +170,6 @@ def test_relative_evaluator_paths_resolve_against_the_spec_dir(
     # Loading from another working directory (relative spec path) gives the same answer.
     monkeypatch.chdir(tmp_path / "specs")
     p.write_text(yaml.safe_dump(spec(evaluator={"kind": "table", "path": "data/bench.csv"})))
-    assert load_search_spec(Path("deep/s.yaml")).evaluator.path == str((spec_dir / "data" / "bench.csv").resolve())
+    assert load_search_spec(Path("deep/s.yaml")).evaluator.path == str(
+        (spec_dir / "data" / "bench.csv").resolve()
+    )

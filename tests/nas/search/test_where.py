@@ -32,8 +32,17 @@ def test_single_comparisons() -> None:
 
 @pytest.mark.parametrize(
     ("text", "value"),
-    [("3e8", 3e8), ("1.5E-3", 1.5e-3), (".5", 0.5), ("5.", 5.0), ("-2", -2.0), ("+1e+2", 100.0),
-     ("2.5e0", 2.5), ("-.25e1", -2.5), ("0", 0.0)],
+    [
+        ("3e8", 3e8),
+        ("1.5E-3", 1.5e-3),
+        (".5", 0.5),
+        ("5.", 5.0),
+        ("-2", -2.0),
+        ("+1e+2", 100.0),
+        ("2.5e0", 2.5),
+        ("-.25e1", -2.5),
+        ("0", 0.0),
+    ],
 )
 def test_numbers(text: str, value: float) -> None:
     assert p(f"macs < {text}") == Compare("macs", "<", value)
@@ -55,18 +64,25 @@ def test_chained_ranges() -> None:
     assert p("1 < latency_ms <= 5") == Logic(
         "and", (Compare(1.0, "<", "latency_ms"), Compare("latency_ms", "<=", 5.0))
     )
-    assert p("3e8>macs>1e8 and accuracy>60") == Logic("and", (
-        Logic("and", (Compare(3e8, ">", "macs"), Compare("macs", ">", 1e8))),
-        Compare("accuracy", ">", 60.0),
-    ))
+    assert p("3e8>macs>1e8 and accuracy>60") == Logic(
+        "and",
+        (
+            Logic("and", (Compare(3e8, ">", "macs"), Compare("macs", ">", 1e8))),
+            Compare("accuracy", ">", 60.0),
+        ),
+    )
     assert names_in(p("1 < latency_ms@local-cpu < 5 or macs > params")) == {
-        "latency_ms@local-cpu", "macs", "params"
+        "latency_ms@local-cpu",
+        "macs",
+        "params",
     }
 
 
 def test_without_names_any_identifier_is_allowed() -> None:
     assert parse_where("anything_at_all < 3") == Compare("anything_at_all", "<", 3.0)
-    assert parse_where("latency_ms@jetson-orin.gpu_0 < 3") == Compare("latency_ms@jetson-orin.gpu_0", "<", 3.0)
+    assert parse_where("latency_ms@jetson-orin.gpu_0 < 3") == Compare(
+        "latency_ms@jetson-orin.gpu_0", "<", 3.0
+    )
 
 
 @pytest.mark.parametrize(
@@ -102,7 +118,9 @@ def test_syntax_errors_name_the_position(text: str, words: list[str]) -> None:
         assert w in msg, msg
 
 
-@pytest.mark.parametrize("text", ["latency<5", "macs<1 and foo>2", "1 < bar < 3", "latency_ms@gpu < 1", "DROP < 1"])
+@pytest.mark.parametrize(
+    "text", ["latency<5", "macs<1 and foo>2", "1 < bar < 3", "latency_ms@gpu < 1", "DROP < 1"]
+)
 def test_unknown_names_are_named_with_the_allowed_ones(text: str) -> None:
     with pytest.raises(WhereError) as info:
         p(text)
@@ -114,8 +132,17 @@ def test_unknown_names_are_named_with_the_allowed_ones(text: str) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["1; DROP TABLE x", "macs < 1; DROP TABLE nas_trials", "macs < 1 or 1=1; --", "macs < (select 1)",
-     "macs < 1 union select * from nas_jobs", "macs<1\x00", "macs < \"5\"", "macs < 5e", "macs < 1 /* x */"],
+    [
+        "1; DROP TABLE x",
+        "macs < 1; DROP TABLE nas_trials",
+        "macs < 1 or 1=1; --",
+        "macs < (select 1)",
+        "macs < 1 union select * from nas_jobs",
+        "macs<1\x00",
+        'macs < "5"',
+        "macs < 5e",
+        "macs < 1 /* x */",
+    ],
 )
 def test_injection_attempts_are_rejected(text: str) -> None:
     with pytest.raises(WhereError):
@@ -131,8 +158,34 @@ def test_deep_nesting_is_a_where_error_not_a_crash() -> None:
 
 def test_random_garbage_only_ever_raises_where_error() -> None:
     rng = random.Random(0)
-    atoms = ["macs", "params", "accuracy", "latency_ms@local-cpu", "foo", "<", "<=", ">", "==", "!=", "=", "(",
-             ")", "and", "or", "not", "1", "2.5e3", "-1", ";", "'", "@", ",", " ", "*", "+"]
+    atoms = [
+        "macs",
+        "params",
+        "accuracy",
+        "latency_ms@local-cpu",
+        "foo",
+        "<",
+        "<=",
+        ">",
+        "==",
+        "!=",
+        "=",
+        "(",
+        ")",
+        "and",
+        "or",
+        "not",
+        "1",
+        "2.5e3",
+        "-1",
+        ";",
+        "'",
+        "@",
+        ",",
+        " ",
+        "*",
+        "+",
+    ]
     parsed = 0
     for _ in range(3000):
         text = "".join(rng.choice(atoms) + rng.choice(["", " "]) for _ in range(rng.randint(0, 9)))
@@ -150,14 +203,25 @@ def test_random_garbage_only_ever_raises_where_error() -> None:
 def table() -> tuple[sa.Engine, sa.Table, list[dict[str, Any]]]:
     rng = random.Random(1)
     md = sa.MetaData()
-    t = sa.Table("t", md, sa.Column("id", sa.Integer, primary_key=True),
-                 *(sa.Column(c, sa.Float, nullable=True) for c in ("acc", "lat", "macs", "params")))
+    t = sa.Table(
+        "t",
+        md,
+        sa.Column("id", sa.Integer, primary_key=True),
+        *(sa.Column(c, sa.Float, nullable=True) for c in ("acc", "lat", "macs", "params")),
+    )
     eng = sa.create_engine("sqlite://")
     md.create_all(eng)
     rows = []
     for i in range(300):
-        rows.append({"id": i, "acc": float(rng.randint(40, 90)), "lat": round(rng.uniform(0.5, 9.5), 1),
-                     "macs": float(rng.choice([1e7, 5e7, 1e8, 3e8, 6e8])), "params": float(rng.randint(1, 9) * 1e5)})
+        rows.append(
+            {
+                "id": i,
+                "acc": float(rng.randint(40, 90)),
+                "lat": round(rng.uniform(0.5, 9.5), 1),
+                "macs": float(rng.choice([1e7, 5e7, 1e8, 3e8, 6e8])),
+                "params": float(rng.randint(1, 9) * 1e5),
+            }
+        )
     rows[0]["lat"] = None  # a missing value fails every comparison
     with eng.begin() as c:
         c.execute(sa.insert(t), rows)
@@ -169,25 +233,41 @@ CASES: list[tuple[str, Callable[[dict[str, Any]], bool]]] = [
     ("latency_ms < 5 and macs <= 1e8", lambda r: r["lat"] < 5 and r["macs"] <= 1e8),
     ("2.5 < latency_ms <= 7.5", lambda r: 2.5 < r["lat"] <= 7.5),
     ("accuracy >= 70 or macs == 3e8", lambda r: r["acc"] >= 70 or r["macs"] == 3e8),
-    ("not (accuracy < 60 or latency_ms > 8) and params != 5e5",
-     lambda r: not (r["acc"] < 60 or r["lat"] > 8) and r["params"] != 5e5),
+    (
+        "not (accuracy < 60 or latency_ms > 8) and params != 5e5",
+        lambda r: not (r["acc"] < 60 or r["lat"] > 8) and r["params"] != 5e5,
+    ),
 ]
 
 
 @pytest.mark.parametrize(("text", "expected"), CASES)
 def test_sql_and_python_agree_with_the_meaning(
-    table: tuple[sa.Engine, sa.Table, list[dict[str, Any]]], text: str, expected: Callable[[dict[str, Any]], bool]
+    table: tuple[sa.Engine, sa.Table, list[dict[str, Any]]],
+    text: str,
+    expected: Callable[[dict[str, Any]], bool],
 ) -> None:
     eng, t, rows = table
-    cols = {"accuracy": t.c.acc, "latency_ms@local-cpu": t.c.lat, "latency_ms": t.c.lat, "macs": t.c.macs,
-            "params": t.c.params, "number": t.c.id}
+    cols = {
+        "accuracy": t.c.acc,
+        "latency_ms@local-cpu": t.c.lat,
+        "latency_ms": t.c.lat,
+        "macs": t.c.macs,
+        "params": t.c.params,
+        "number": t.c.id,
+    }
     tree = parse_where(text, set(cols))
     with eng.connect() as c:
         got = {r.id for r in c.execute(sa.select(t.c.id).where(to_sql(tree, cols)))}
 
     def value_row(r: dict[str, Any]) -> dict[str, Any]:
-        return {"accuracy": r["acc"], "latency_ms@local-cpu": r["lat"], "latency_ms": r["lat"], "macs": r["macs"],
-                "params": r["params"], "number": r["id"]}
+        return {
+            "accuracy": r["acc"],
+            "latency_ms@local-cpu": r["lat"],
+            "latency_ms": r["lat"],
+            "macs": r["macs"],
+            "params": r["params"],
+            "number": r["id"],
+        }
 
     complete = [r for r in rows if r["lat"] is not None]
     want = {r["id"] for r in complete if expected(r)}
