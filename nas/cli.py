@@ -150,6 +150,7 @@ from nas.export_cli import export_command  # noqa: E402
 from nas.latency_cli import app as latency_app  # noqa: E402
 from nas.predictor_cli import app as predictor_app  # noqa: E402
 from nas.search_cli import register as register_search  # noqa: E402
+from nas.serve_cli import serve_command  # noqa: E402
 from nas.train_cli import db_app, train_command  # noqa: E402
 
 app.add_typer(predictor_app, name="predictor", help="Accuracy and latency predictors: fit, eval.")
@@ -158,6 +159,7 @@ app.add_typer(db_app, name="db", help="The service database: upgrade, current.")
 app.command("train")(train_command)
 register_search(app)
 app.command("export")(export_command)
+app.command("serve")(serve_command)
 
 
 def main() -> None:  # pragma: no cover - console-script entry point

@@ -43,7 +43,7 @@ from nas.search._samplers import (
 )
 from nas.search._spec import SearchSpec, parse_search_spec
 
-__all__ = ["SearchResult", "optuna_storage", "resume_search", "run_search"]
+__all__ = ["SearchResult", "optuna_storage", "resume_search", "run_job", "run_search"]
 
 ProgressFn = Callable[[int, int, dict[str, Any]], None]
 """Called after each finished trial with (expensive evaluations done, budget, info)."""
@@ -341,4 +341,34 @@ def resume_search(
         raise ValueError(f"Job {job_id!r} already finished; nothing to resume.")
     spec = parse_search_spec(job.spec, f"job {job_id}")
     jobs_db.update_job(job_id, status="running", engine=engine)
+    return _finish(spec, job, engine, url, progress, use_ray)
+
+
+def run_job(
+    job_id: str, *, url: str | None = None, progress: ProgressFn | None = None, use_ray: bool | None = None
+) -> SearchResult:
+    """Run a *pending* search job to completion: a job row created beforehand (by the REST
+    service, with its spec already validated and its metrics stored) that no driver has taken.
+
+    The pending -> running step is an atomic compare-and-set, so two runners never drive the
+    same job, and a job cancelled before it started is not run.
+
+    Raises:
+        KeyError: unknown job. ValueError: not a search job, or not pending (cancelled before
+            it started, already taken or done; a job whose driver died is finished by
+            `resume_search`). SearchSpecError: its stored spec is invalid (the job is marked failed).
+    """
+    engine = get_engine(url)
+    job = jobs_db.get_job(job_id, engine=engine)
+    if job.kind != "search":
+        raise ValueError(f"Job {job_id!r} is a {job.kind!r} job, not a search job.")
+    try:
+        spec = parse_search_spec(job.spec, f"job {job_id}")
+    except ValueError as exc:
+        jobs_db.update_job(job_id, status="failed", error=str(exc)[:2000], expect=("pending",), engine=engine)
+        raise
+    if not jobs_db.update_job(job_id, status="running", expect=("pending",), engine=engine):
+        status = jobs_db.get_job(job_id, engine=engine).status
+        raise ValueError(f"Job {job_id!r} is {status}; only a pending job can be run "
+                         f"(`nas search --resume {job_id}` finishes one whose driver died).")
     return _finish(spec, job, engine, url, progress, use_ray)
