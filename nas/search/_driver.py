@@ -43,7 +43,7 @@ from nas.search._samplers import (
 )
 from nas.search._spec import SearchSpec, parse_search_spec
 
-__all__ = ["SearchResult", "optuna_storage", "resume_search", "run_job", "run_search"]
+__all__ = ["SearchResult", "check_search_spec", "optuna_storage", "resume_search", "run_job", "run_search"]
 
 ProgressFn = Callable[[int, int, dict[str, Any]], None]
 """Called after each finished trial with (expensive evaluations done, budget, info)."""
@@ -276,6 +276,33 @@ def update_front(job_id: str, metrics: list[MetricDef], *, engine: Engine | None
     return front
 
 
+def check_search_spec(spec: SearchSpec) -> list[MetricDef]:
+    """Everything a job needs that can be checked before it exists: the space, the evaluator
+    (a table is read, a checkpoint hashed), every metric name, the latency tables, the sampler and
+    its params. Returns the job's metric definitions.
+
+    Raises:
+        KeyError / ValueError / FileNotFoundError: naming the bad value and what is allowed.
+    """
+    from nas.search._samplers import list_samplers
+
+    if spec.sampler.name not in list_samplers():
+        raise ValueError(f"sampler.name: unknown sampler {spec.sampler.name!r}; known: {', '.join(list_samplers())}.")
+    space = build_space(spec.space)
+    evaluator = build_evaluator(spec.evaluator, spec.space) if spec.evaluator.kind != "supernet" else None
+    names = evaluator.metrics if evaluator is not None else evaluator_metrics(spec.evaluator, spec.space)
+    metrics = job_metrics(spec, names)
+    cheap = CheapMetrics(space, metrics)
+    cheap.check()
+    objectives = [m for m in metrics if m.objective]
+    constrained = [m for m in metrics if m.max is not None or m.min is not None]
+    create_sampler(spec.sampler.name, SamplerContext(space, objectives, cheap, constrained, spec.budget.seed,
+                                                     spec.budget.trials), spec.sampler.params)
+    if spec.evaluator.kind == "supernet":
+        supernet_fingerprint(spec.evaluator)  # a missing checkpoint fails here
+    return metrics
+
+
 def run_search(
     spec: SearchSpec | Mapping[str, Any],
     *,
@@ -295,18 +322,7 @@ def run_search(
         spec = parse_search_spec(dict(spec))
     engine = get_engine(url)
     ensure_schema(engine)
-    space = build_space(spec.space)
-    evaluator = build_evaluator(spec.evaluator, spec.space) if spec.evaluator.kind != "supernet" else None
-    names = evaluator.metrics if evaluator is not None else evaluator_metrics(spec.evaluator, spec.space)
-    metrics = job_metrics(spec, names)
-    cheap = CheapMetrics(space, metrics)
-    cheap.check()
-    objectives = [m for m in metrics if m.objective]
-    constrained = [m for m in metrics if m.max is not None or m.min is not None]
-    create_sampler(spec.sampler.name, SamplerContext(space, objectives, cheap, constrained, spec.budget.seed,
-                                                     spec.budget.trials), spec.sampler.params)  # bad name/params fail here
-    if spec.evaluator.kind == "supernet":
-        supernet_fingerprint(spec.evaluator)  # a missing checkpoint fails here
+    metrics = check_search_spec(spec)
     job = jobs_db.create_job(
         kind="search", name=spec.name or "search", spec=spec.model_dump(mode="json"),
         metrics=[m.to_dict() for m in metrics], job_id=job_id, owner=owner, versions=_versions(),

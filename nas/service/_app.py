@@ -178,32 +178,10 @@ def _known_tables(home: Path) -> list[str]:
 
 
 def _validate_search(spec: Any) -> list[Any]:
-    """Everything `run_search` checks before it creates a job (space, evaluator, metric names,
-    latency tables, sampler, checkpoint); returns the job's metric definitions."""
-    from nas.search._evaluators import build_evaluator, build_space, evaluator_metrics, supernet_fingerprint
-    from nas.search._metrics import CheapMetrics, job_metrics
-    from nas.search._samplers import SamplerContext, create_sampler, list_samplers
+    """Everything `run_search` checks before it creates a job; returns the job's metric definitions."""
+    from nas.search._driver import check_search_spec
 
-    if spec.sampler.name not in list_samplers():
-        raise ValueError(
-            f"sampler.name: unknown sampler {spec.sampler.name!r}; known: {', '.join(list_samplers())}."
-        )
-    space = build_space(spec.space)
-    evaluator = build_evaluator(spec.evaluator, spec.space) if spec.evaluator.kind != "supernet" else None
-    names = evaluator.metrics if evaluator is not None else evaluator_metrics(spec.evaluator, spec.space)
-    metrics = job_metrics(spec, names)
-    cheap = CheapMetrics(space, metrics)
-    cheap.check()
-    objectives = [m for m in metrics if m.objective]
-    constrained = [m for m in metrics if m.max is not None or m.min is not None]
-    create_sampler(
-        spec.sampler.name,
-        SamplerContext(space, objectives, cheap, constrained, spec.budget.seed, spec.budget.trials),
-        spec.sampler.params,
-    )
-    if spec.evaluator.kind == "supernet":
-        supernet_fingerprint(spec.evaluator)
-    return metrics
+    return check_search_spec(spec)
 
 
 def _zip_dir(src: Path, root: str) -> IO[bytes]:
