@@ -12,6 +12,7 @@ wires itself in front of this command.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -76,23 +77,14 @@ def export_command(
             raise fail("Give --trial (with a job) or --arch (with a checkpoint), not both.")
         from nas.search._export import export_trial
 
-        try:
-            with user_errors():
-                result = export_trial(
-                    source, trial, out, formats=formats, int8=int8, overwrite=overwrite, measure=measure
-                )
-        except ExportParityError as exc:
-            console.print(f"error: {exc}", markup=False)
-            raise typer.Exit(code=1) from None
-        _summary(result.path, result.manifest)
-        return
-    if arch is None:
-        raise fail("--arch is required with a checkpoint (JSON, the space's arch string, or @FILE).")
+        run = functools.partial(export_trial, source, trial)
+    else:
+        if arch is None:
+            raise fail("--arch is required with a checkpoint (JSON, the space's arch string, or @FILE).")
+        run = functools.partial(export_subnet, source, arch)
     try:
         with user_errors():
-            result = export_subnet(
-                source, arch, out, formats=formats, int8=int8, overwrite=overwrite, measure=measure
-            )
+            result = run(out, formats=formats, int8=int8, overwrite=overwrite, measure=measure)
     except ExportParityError as exc:
         console.print(f"error: {exc}", markup=False)
         raise typer.Exit(code=1) from None

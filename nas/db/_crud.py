@@ -12,8 +12,8 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from nas.db._engine import get_engine
-from nas.db._migrate import ensure_schema
+from nas.db._jobs import as_utc
+from nas.db._migrate import ready_engine
 from nas.db._models import ArtifactRow
 
 __all__ = ["Artifact", "get_artifact", "list_artifacts", "register_artifact"]
@@ -36,18 +36,11 @@ class Artifact:
 
 
 def _record(row: ArtifactRow) -> Artifact:
-    created = row.created_at
-    if created.tzinfo is None:  # SQLite drops the zone; we always store UTC
-        created = created.replace(tzinfo=dt.timezone.utc)
+    created = as_utc(row.created_at)
+    assert created is not None
     return Artifact(
         row.id, row.kind, row.name, row.path, row.sha256, int(row.size_bytes), created, dict(row.meta or {})
     )
-
-
-def _engine(engine: Engine | None) -> Engine:
-    engine = engine or get_engine()
-    ensure_schema(engine)
-    return engine
 
 
 def register_artifact(
@@ -73,7 +66,7 @@ def register_artifact(
         raise ValueError(f"`sha256` must be 64 lowercase hex digits, but got {sha256!r}.")
     if size_bytes < 0:
         raise ValueError(f"`size_bytes >= 0` must hold, but got {size_bytes=}.")
-    eng = _engine(engine)
+    eng = ready_engine(engine)
     find = sa.select(ArtifactRow).where(
         ArtifactRow.kind == kind, ArtifactRow.path == path, ArtifactRow.sha256 == sha256
     )
@@ -105,7 +98,7 @@ def get_artifact(artifact_id: int, *, engine: Engine | None = None) -> Artifact:
     Raises:
         KeyError: no such artifact.
     """
-    with Session(_engine(engine)) as s:
+    with Session(ready_engine(engine)) as s:
         row = s.get(ArtifactRow, artifact_id)
         if row is None:
             raise KeyError(f"No artifact with id {artifact_id}.")
@@ -127,5 +120,5 @@ def list_artifacts(
         q = q.where(ArtifactRow.name == name)
     if sha256 is not None:
         q = q.where(ArtifactRow.sha256 == sha256)
-    with Session(_engine(engine)) as s:
+    with Session(ready_engine(engine)) as s:
         return [_record(r) for r in s.scalars(q)]

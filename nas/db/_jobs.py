@@ -14,8 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from nas.db._engine import get_engine
-from nas.db._migrate import ensure_schema
+from nas.db._migrate import ready_engine
 from nas.db._models import EvalCacheRow, JobRow, TrialRow
 
 __all__ = [
@@ -42,7 +41,8 @@ _TRIAL_COLUMNS = (
 )
 
 
-def _utc(value: dt.datetime | None) -> dt.datetime | None:
+def as_utc(value: dt.datetime | None) -> dt.datetime | None:
+    """A stored timestamp as an aware UTC datetime."""
     if value is not None and value.tzinfo is None:  # SQLite drops the zone; we store UTC
         return value.replace(tzinfo=dt.timezone.utc)
     return value
@@ -50,12 +50,6 @@ def _utc(value: dt.datetime | None) -> dt.datetime | None:
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
-
-
-def _engine(engine: Engine | None) -> Engine:
-    engine = engine or get_engine()
-    ensure_schema(engine)
-    return engine
 
 
 @dataclass(frozen=True)
@@ -86,8 +80,8 @@ class Job:
 def _job(row: JobRow) -> Job:
     return Job(
         row.id, row.kind, row.name, row.status, row.owner, dict(row.spec), list(row.metrics or []),
-        row.study_name, dict(row.versions or {}), row.error, _utc(row.created_at),  # type: ignore[arg-type]
-        _utc(row.updated_at), _utc(row.heartbeat_at),  # type: ignore[arg-type]
+        row.study_name, dict(row.versions or {}), row.error, as_utc(row.created_at),  # type: ignore[arg-type]
+        as_utc(row.updated_at), as_utc(row.heartbeat_at),  # type: ignore[arg-type]
     )
 
 
@@ -114,7 +108,7 @@ def create_job(
     """
     if status not in JOB_STATES:
         raise ValueError(f"Unknown job status {status!r}; allowed: {', '.join(JOB_STATES)}.")
-    eng = _engine(engine)
+    eng = ready_engine(engine)
     jid = job_id or new_job_id(kind)
     now = _now()
     row = JobRow(
@@ -139,7 +133,7 @@ def get_job(job_id: str, *, engine: Engine | None = None) -> Job:
     Raises:
         KeyError: no such job (the message lists a few recent ids).
     """
-    eng = _engine(engine)
+    eng = ready_engine(engine)
     with Session(eng) as s:
         row = s.get(JobRow, job_id)
         if row is None:
@@ -152,7 +146,7 @@ def get_job(job_id: str, *, engine: Engine | None = None) -> Job:
 def list_jobs(
     *, kind: str | None = None, status: str | None = None, engine: Engine | None = None
 ) -> list[Job]:
-    eng = _engine(engine)
+    eng = ready_engine(engine)
     q = sa.select(JobRow).order_by(JobRow.created_at.desc())
     if kind:
         q = q.where(JobRow.kind == kind)
@@ -175,7 +169,7 @@ def update_job(
     atomic compare-and-set). Returns whether a row changed."""
     if status is not None and status not in JOB_STATES:
         raise ValueError(f"Unknown job status {status!r}; allowed: {', '.join(JOB_STATES)}.")
-    eng = _engine(engine)
+    eng = ready_engine(engine)
     values: dict[str, Any] = {"updated_at": _now()}
     if status is not None:
         values["status"] = status
@@ -227,7 +221,7 @@ def insert_trials(
     faster than INSERT for big batches), elsewhere by INSERT in chunks of `chunk` rows. After
     `ANALYZE_AFTER` rows or more, PostgreSQL's statistics of the table are refreshed.
     """
-    eng = _engine(engine)
+    eng = ready_engine(engine)
     existing = set(trial_numbers(job_id, engine=eng))
     now = _now()
     metric_slots = sorted({int(s) for s in slots.values()})
@@ -294,14 +288,14 @@ def insert_trials(
 
 
 def trial_numbers(job_id: str, *, engine: Engine | None = None) -> list[int]:
-    eng = _engine(engine)
+    eng = ready_engine(engine)
     with eng.connect() as conn:
         return list(conn.scalars(sa.select(TrialRow.number).where(TrialRow.job_id == job_id)))
 
 
 def set_front(job_id: str, numbers: Sequence[int], *, engine: Engine | None = None) -> None:
     """Mark exactly `numbers` as the job's stored Pareto front (objectives, feasible trials)."""
-    eng = _engine(engine)
+    eng = ready_engine(engine)
     with eng.begin() as conn:
         conn.execute(
             sa.update(TrialRow)
@@ -317,7 +311,7 @@ def set_front(job_id: str, numbers: Sequence[int], *, engine: Engine | None = No
 
 
 def cache_get(keys: Sequence[str], *, engine: Engine | None = None) -> dict[str, dict[str, Any]]:
-    eng = _engine(engine)
+    eng = ready_engine(engine)
     out: dict[str, dict[str, Any]] = {}
     with eng.connect() as conn:
         for i in range(0, len(keys), 500):
@@ -334,7 +328,7 @@ def cache_put(
     """Store (key, fingerprint, arch_id, values) rows; keys already present are left alone."""
     if not entries:
         return
-    eng = _engine(engine)
+    eng = ready_engine(engine)
     have = set(cache_get([e[0] for e in entries], engine=eng))
     rows = [
         {"key": k, "fingerprint": fp, "arch_id": aid, "values": dict(v), "created_at": _now()}

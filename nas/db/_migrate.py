@@ -76,6 +76,13 @@ _CHECKED: weakref.WeakSet[Engine] = weakref.WeakSet()
 """Engines already at head (weak: a disposed engine's id may be reused by a new one)."""
 
 
+def ready_engine(engine: Engine | None = None) -> Engine:
+    """`engine` (default: `get_engine()`) with its schema at head (see `ensure_schema`)."""
+    engine = engine or get_engine()
+    ensure_schema(engine)
+    return engine
+
+
 def ensure_schema(engine: Engine | None = None) -> None:
     """Bring a fresh database to head; refuse one at another revision.
 

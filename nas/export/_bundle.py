@@ -16,7 +16,6 @@ safetensors, everything else from JSON.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Iterable, Mapping
@@ -25,6 +24,8 @@ from typing import Any, cast
 
 import torch
 from torch import nn
+
+from nas.train._checkpoint import sha256_file
 
 __all__ = [
     "ARCH_FILE",
@@ -57,15 +58,6 @@ INT8_FILE = "model.int8.onnx"
 class BundleError(ValueError):
     """A bundle file is missing from the manifest, altered, truncated or malformed (the message
     names the file)."""
-
-
-def sha256_file(path: str | Path) -> str:
-    """Hex sha256 of a file's bytes (read in 1 MiB chunks)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def file_entry(path: str | Path) -> dict[str, Any]:

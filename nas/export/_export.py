@@ -28,7 +28,6 @@ import shutil
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any, cast
 
@@ -264,13 +263,7 @@ def _max_diff(a: np.ndarray, b: np.ndarray) -> float:
 def _versions() -> dict[str, str]:
     from nas.train._checkpoint import library_versions
 
-    out = library_versions()
-    for dist in ("onnx", "onnxruntime"):
-        try:
-            out[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            pass
-    return out
+    return library_versions(extra=("onnx", "onnxruntime"))
 
 
 # ----- the export --------------------------------------------------------------------------------

@@ -74,15 +74,9 @@ def optuna_storage(url: str | None = None) -> optuna.storages.RDBStorage:
 
 
 def _versions() -> dict[str, str]:
-    from importlib import metadata
+    from nas.train._checkpoint import library_versions
 
-    out = {}
-    for dist in ("hwnas", "optuna", "torch", "ray", "sqlalchemy"):
-        try:
-            out[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            pass
-    return out
+    return library_versions(extra=("optuna", "sqlalchemy"))
 
 
 class _Driver:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from nas.search._spec import EvaluatorSpec, SpaceRef
+from nas.train._checkpoint import sha256_file
 from search_spaces import Registry, SearchSpace, get_space
 
 __all__ = [
@@ -52,14 +53,6 @@ class Evaluator(abc.ABC):
 
 
 EVALUATORS: Registry[Evaluator] = Registry("evaluator")
-
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 @EVALUATORS.register("table")
@@ -112,7 +105,7 @@ class TableEvaluator(Evaluator):
                             ) from None
                 self.rows[space.arch_id(arch)] = values
         self.metrics = tuple(m for m in self.metrics if all(m in v for v in self.rows.values()))
-        self._fp = f"table:{_sha256_file(self.path)[:32]}:{spec.key}"
+        self._fp = f"table:{sha256_file(self.path)[:32]}:{spec.key}"
 
     def fingerprint(self) -> str:
         return self._fp
@@ -185,7 +178,7 @@ class PredictorEvaluator(Evaluator):
         files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
         h = hashlib.sha256()
         for f in files:
-            h.update(f.name.encode() + _sha256_file(f).encode())
+            h.update(f.name.encode() + sha256_file(f).encode())
         self._fp = f"predictor:{h.hexdigest()[:32]}"
 
     def fingerprint(self) -> str:

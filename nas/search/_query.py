@@ -11,8 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy import Connection, Engine
 
 from nas.db import _jobs as jobs_db
-from nas.db._engine import get_engine
-from nas.db._migrate import ensure_schema
+from nas.db._migrate import ready_engine
 from nas.db._models import TrialRow
 from nas.search._metrics import MetricDef
 from nas.search._pareto import hypervolume, pareto_mask, to_minimization
@@ -21,12 +20,6 @@ from nas.search._where import Compare, Logic, WhereError, monotone_bounds, names
 __all__ = ["hypervolume_history", "job_metric_defs", "load_values", "pareto_front", "trials"]
 
 _BASE_COLUMNS = ("number", "seconds", "evaluation")
-
-
-def _engine(engine: Engine | None) -> Engine:
-    engine = engine or get_engine()
-    ensure_schema(engine)
-    return engine
 
 
 def job_metric_defs(job: jobs_db.Job) -> list[MetricDef]:
@@ -125,7 +118,7 @@ def load_values(
     engine: Engine | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(trial numbers, values matrix) of a job's trials in number order (None is NaN)."""
-    eng = _engine(engine)
+    eng = ready_engine(engine)
     cols = [getattr(TrialRow, m.column) for m in metrics]
     q = sa.select(TrialRow.number, *cols).where(TrialRow.job_id == job_id)
     if feasible_only:
@@ -148,7 +141,7 @@ def trials(
     job_id: str, *, where: str | None = None, limit: int | None = None, engine: Engine | None = None
 ) -> list[dict[str, Any]]:
     """Every trial of a job (optionally filtered), in number order."""
-    eng = _engine(engine)
+    eng = ready_engine(engine)
     metrics = job_metric_defs(jobs_db.get_job(job_id, engine=eng))
     _, cond = _filter(where, metrics)
     q = sa.select(TrialRow).where(TrialRow.job_id == job_id, cond).order_by(TrialRow.number)
@@ -191,7 +184,7 @@ def _pareto_front(
     use_stored: bool = True,
 ) -> list[dict[str, Any]]:
     """`pareto_front`; ``use_stored=False`` always computes the front (tests compare the two)."""
-    eng = _engine(engine)
+    eng = ready_engine(engine)
     job = jobs_db.get_job(job_id, engine=eng)
     metrics = job_metric_defs(job)
     objs = _resolve(objectives, metrics)
@@ -238,7 +231,7 @@ def hypervolume_history(
     """(expensive evaluations, hypervolume of the feasible front so far) at up to `points`
     evenly spaced moments. The reference point defaults to the worst feasible value of each
     objective (plus 10% of its range); pass one to compare jobs."""
-    eng = _engine(engine)
+    eng = ready_engine(engine)
     metrics = job_metric_defs(jobs_db.get_job(job_id, engine=eng))
     objs = [m for m in metrics if m.objective]
     q = sa.select(TrialRow.number, TrialRow.evaluation, TrialRow.feasible,

@@ -44,6 +44,7 @@ __all__ = [
     "optimizer_from_safetensors",
     "optimizer_to_safetensors",
     "save_checkpoint",
+    "sha256_file",
 ]
 
 CHECKPOINT_FORMAT = "hwnas.supernet-checkpoint/1"
@@ -53,10 +54,11 @@ META_FILE = "checkpoint.json"
 _STEP_DIR = re.compile(r"^step-(\d+)$")
 
 
-def library_versions() -> dict[str, str]:
-    """Versions of the libraries that shape a checkpoint's content."""
+def library_versions(extra: tuple[str, ...] = ()) -> dict[str, str]:
+    """Versions of the libraries that shape a checkpoint's content, plus `extra` distributions
+    (those not installed are left out)."""
     out = {"python": platform.python_version()}
-    for dist in ("hwnas", "torch", "numpy", "safetensors", "scikit-learn", "pydantic", "ray"):
+    for dist in ("hwnas", "torch", "numpy", "safetensors", "scikit-learn", "pydantic", "ray", *extra):
         try:
             out[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
@@ -276,6 +278,15 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn
     return net.to(device).eval(), ckpt
 
 
+def sha256_file(path: str | Path) -> str:
+    """Hex sha256 of a file's bytes (read in 1 MiB chunks)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def checkpoint_hash(path: str | Path) -> tuple[str, int]:
     """Content hash of a checkpoint directory and its size in bytes.
 
@@ -285,10 +296,6 @@ def checkpoint_hash(path: str | Path) -> tuple[str, int]:
     p = Path(path)
     lines, size = [], 0
     for f in sorted(q for q in p.iterdir() if q.is_file()):
-        h = hashlib.sha256()
-        with open(f, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-        lines.append(f"{f.name} {h.hexdigest()}\n")
+        lines.append(f"{f.name} {sha256_file(f)}\n")
         size += f.stat().st_size
     return hashlib.sha256("".join(lines).encode()).hexdigest(), size
