@@ -32,17 +32,20 @@ def _check_format(fmt: str) -> None:
 
 def search(
     spec_path: Annotated[Path | None, typer.Argument(metavar="SPEC", help="Search spec (YAML/JSON).")] = None,
-    resume: Annotated[str | None, typer.Option(help="Finish this job instead (its driver died or was stopped).")] = None,
-    trials: Annotated[int | None, typer.Option(min=1, help="Override budget.trials.")] = None,
+    resume: Annotated[str | None, typer.Option(help="Finish this job instead (its drivers died or were stopped).")] = None,
+    join: Annotated[str | None, typer.Option(
+        help="Add a driver to this job: it runs --trials more evaluations (default: the job's budget.trials) "
+             "on the job's shared study, beside its other drivers.")] = None,
+    trials: Annotated[int | None, typer.Option(min=1, help="Override budget.trials (with --join: this driver's share).")] = None,
     sampler: Annotated[str | None, typer.Option(help="Override sampler.name.")] = None,
     seed: Annotated[int | None, typer.Option(help="Override budget.seed.")] = None,
 ) -> None:
     """Run a multi-objective search job; prints the job id, progress and the Pareto front."""
-    from nas.search import load_search_spec, pareto_front, resume_search, run_search
+    from nas.search import join_search, load_search_spec, pareto_front, resume_search, run_search
     from nas.search._samplers import list_samplers
 
-    if (spec_path is None) == (resume is None):
-        raise fail("Give a SPEC file or --resume JOB (exactly one).")
+    if sum(x is not None for x in (spec_path, resume, join)) != 1:
+        raise fail("Give a SPEC file, --resume JOB or --join JOB (exactly one).")
     with user_errors():
         if sampler is not None and sampler not in list_samplers():
             raise ValueError(f"Unknown sampler {sampler!r}; known: {', '.join(list_samplers())}.")
@@ -79,6 +82,8 @@ def search(
         with user_errors():
             if resume is not None:
                 result = resume_search(resume, progress=cb)
+            elif join is not None:
+                result = join_search(join, trials=trials, progress=cb)
             else:
                 assert spec is not None
                 result = run_search(spec, progress=cb)
@@ -86,6 +91,8 @@ def search(
         prog.stop()
     console.print(f"job [bold]{escape(result.job_id)}[/bold]: {result.status}, {result.trials} trials, "
                   f"{result.evaluations} expensive evaluations, {result.failed} failed, {result.seconds:.1f}s")
+    if join is not None:
+        console.print(f"this driver: {result.info['mine']} of its {result.info['share']} evaluations", markup=False)
     with user_errors():
         _print_rows(pareto_front(result.job_id), "table", title=f"Pareto front of {result.job_id}")
 
@@ -105,10 +112,11 @@ def status(job: Annotated[str, typer.Argument(help="Job id.")], fmt: FormatOpt =
     """A job's status, metrics and progress."""
     from nas.db._jobs import get_job
     from nas.search import hypervolume_history, trials
+    from nas.service._ray_jobs import reconcile
 
     _check_format(fmt)
     with user_errors():
-        j = get_job(job)
+        j = reconcile(get_job(job))  # a ray job: its status as Ray sees it too
         n = len(trials(j.id))
         hv = hypervolume_history(j.id, points=5)
     info = {**j.to_dict(), "trials": n, "hypervolume_history": hv}

@@ -18,6 +18,7 @@ from nas.db._migrate import ready_engine
 from nas.db._models import EvalCacheRow, JobRow, TrialRow
 
 __all__ = [
+    "JOB_BACKENDS",
     "JOB_STATES",
     "Job",
     "TrialRecord",
@@ -33,6 +34,7 @@ __all__ = [
 ]
 
 JOB_STATES = ("pending", "running", "finished", "failed", "cancelled")
+JOB_BACKENDS = ("local", "ray")
 ANALYZE_AFTER = 50_000
 """`insert_trials` of at least this many rows runs ANALYZE on the trials table (PostgreSQL)."""
 _TRIAL_COLUMNS = (
@@ -69,6 +71,10 @@ class Job:
     created_at: dt.datetime
     updated_at: dt.datetime
     heartbeat_at: dt.datetime | None = None
+    backend: str = "local"
+    ray_address: str | None = None
+    runner_host: str | None = None
+    runner_pid: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -82,6 +88,7 @@ def _job(row: JobRow) -> Job:
         row.id, row.kind, row.name, row.status, row.owner, dict(row.spec), list(row.metrics or []),
         row.study_name, dict(row.versions or {}), row.error, as_utc(row.created_at),  # type: ignore[arg-type]
         as_utc(row.updated_at), as_utc(row.heartbeat_at),  # type: ignore[arg-type]
+        row.backend or "local", row.ray_address, row.runner_host, row.runner_pid,
     )
 
 
@@ -99,22 +106,27 @@ def create_job(
     owner: str = "",
     versions: Mapping[str, Any] | None = None,
     status: str = "pending",
+    backend: str = "local",
+    ray_address: str | None = None,
     engine: Engine | None = None,
 ) -> Job:
-    """Insert a job (its study is named after its id).
+    """Insert a job (its study is named after its id). `backend` is ``local`` or ``ray`` (then
+    `ray_address` is the cluster's dashboard address, and the Ray submission id is the job id).
 
     Raises:
         ValueError: an unknown status, or `job_id` is taken.
     """
     if status not in JOB_STATES:
         raise ValueError(f"Unknown job status {status!r}; allowed: {', '.join(JOB_STATES)}.")
+    if backend not in JOB_BACKENDS:
+        raise ValueError(f"Unknown job backend {backend!r}; allowed: {', '.join(JOB_BACKENDS)}.")
     eng = ready_engine(engine)
     jid = job_id or new_job_id(kind)
     now = _now()
     row = JobRow(
         id=jid, kind=kind, name=name, status=status, owner=owner, spec=dict(spec),
         metrics=[dict(m) for m in metrics], study_name=jid, versions=dict(versions or {}), error=None,
-        created_at=now, updated_at=now, heartbeat_at=None,
+        created_at=now, updated_at=now, heartbeat_at=None, backend=backend, ray_address=ray_address,
     )
     try:
         with Session(eng) as s, s.begin():
@@ -162,11 +174,12 @@ def update_job(
     status: str | None = None,
     error: str | None = None,
     heartbeat: bool = False,
+    runner: tuple[str, int] | None = None,
     expect: Sequence[str] | None = None,
     engine: Engine | None = None,
 ) -> bool:
-    """Change a job's status/error; with `expect`, only when its status is one of those (an
-    atomic compare-and-set). Returns whether a row changed."""
+    """Change a job's status/error (and its `runner`: host, pid); with `expect`, only when its
+    status is one of those (an atomic compare-and-set). Returns whether a row changed."""
     if status is not None and status not in JOB_STATES:
         raise ValueError(f"Unknown job status {status!r}; allowed: {', '.join(JOB_STATES)}.")
     eng = ready_engine(engine)
@@ -177,6 +190,8 @@ def update_job(
         values["error"] = error
     if heartbeat:
         values["heartbeat_at"] = values["updated_at"]
+    if runner is not None:
+        values["runner_host"], values["runner_pid"] = runner
     q = sa.update(JobRow).where(JobRow.id == job_id).values(**values)
     if expect is not None:
         q = q.where(JobRow.status.in_(list(expect)))
@@ -210,7 +225,12 @@ def insert_trials(
     chunk: int = 5000,
 ) -> int:
     """Insert finished trials (idempotent per (job, number): a number already stored is skipped,
-    so a resumed driver never duplicates). Returns the number inserted.
+    so a resumed driver, a retried call whose first attempt committed before its connection was
+    lost, or several drivers on one job never duplicate or fail). Returns the number inserted.
+
+    The stored numbers are read inside the inserting transaction, which on PostgreSQL first
+    takes a per-job transaction lock (``pg_advisory_xact_lock``), so concurrent inserters for one
+    job take turns; INSERTs also say ``ON CONFLICT DO NOTHING`` (PostgreSQL, SQLite).
 
     Inserting any trial clears the job's stored front (`on_front` of the trials already stored;
     the new ones keep their own flag): it may no longer be the front, and `set_front` (the
@@ -222,7 +242,7 @@ def insert_trials(
     `ANALYZE_AFTER` rows or more, PostgreSQL's statistics of the table are refreshed.
     """
     eng = ready_engine(engine)
-    existing = set(trial_numbers(job_id, engine=eng))
+    existing: set[int] = set()  # filled inside the transaction, before the first row is made
     now = _now()
     metric_slots = sorted({int(s) for s in slots.values()})
     columns = [*_TRIAL_COLUMNS, *(f"m{s}" for s in metric_slots)]
@@ -243,12 +263,15 @@ def insert_trials(
                     row[position[int(slots[key])]] = None if value is None else float(value)
             yield row
 
-    todo = rows()
-    first = next(todo, None)
-    if first is None:
-        return 0
     count = 0
     with eng.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": f"nas_trials:{job_id}"})
+        existing.update(conn.scalars(sa.select(TrialRow.number).where(TrialRow.job_id == job_id)))
+        todo = rows()
+        first = next(todo, None)
+        if first is None:
+            return 0
         # New trials may change the job's front: drop the stored one (the driver's `update_front`
         # stores it again), so that Pareto queries compute it meanwhile instead of trusting it.
         conn.execute(
@@ -267,14 +290,15 @@ def insert_trials(
                     copy.write_row(row)
                     count += 1
         else:
+            insert = _insert_ignoring_duplicates(conn.dialect.name)
             batch: list[dict[str, Any]] = []
             for row in todo:
                 batch.append(dict(zip(columns, row, strict=True)))
                 if len(batch) >= chunk:
-                    conn.execute(sa.insert(TrialRow), batch)
+                    conn.execute(insert, batch)
                     count, batch = count + len(batch), []
             if batch:
-                conn.execute(sa.insert(TrialRow), batch)
+                conn.execute(insert, batch)
                 count += len(batch)
     if count >= ANALYZE_AFTER and eng.dialect.name == "postgresql":
         # A bulk load: refresh the planner's statistics now, as PostgreSQL's manual advises, not
@@ -285,6 +309,19 @@ def insert_trials(
             conn.execute(sa.text(f"ANALYZE {TrialRow.__tablename__}"))
             conn.commit()
     return count
+
+
+def _insert_ignoring_duplicates(dialect: str) -> Any:
+    """INSERT into the trials index that skips an existing (job_id, number) where the dialect can."""
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(TrialRow).on_conflict_do_nothing(index_elements=["job_id", "number"])
+    if dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        return sqlite_insert(TrialRow).on_conflict_do_nothing(index_elements=["job_id", "number"])
+    return sa.insert(TrialRow)
 
 
 def trial_numbers(job_id: str, *, engine: Engine | None = None) -> list[int]:

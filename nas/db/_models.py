@@ -65,6 +65,11 @@ class JobRow(Base):
     created_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True))
     updated_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True))
     heartbeat_at: Mapped[dt.datetime | None] = mapped_column(sa.DateTime(timezone=True), nullable=True)
+    backend: Mapped[str] = mapped_column(sa.String(16), default="local", server_default="local")
+    """``local`` (a runner process on `runner_host`) or ``ray`` (a Ray Jobs API submission)."""
+    ray_address: Mapped[str | None] = mapped_column(sa.String(255), nullable=True)
+    runner_host: Mapped[str | None] = mapped_column(sa.String(255), nullable=True)
+    runner_pid: Mapped[int | None] = mapped_column(sa.Integer, nullable=True)
 
 
 class TrialRow(Base):

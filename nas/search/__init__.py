@@ -8,7 +8,14 @@ service database, Pareto and hypervolume queries.
 
 from __future__ import annotations
 
-from nas.search._driver import SearchResult, optuna_storage, resume_search, run_search, update_front
+from nas.search._driver import (
+    SearchResult,
+    join_search,
+    optuna_storage,
+    resume_search,
+    run_search,
+    update_front,
+)
 from nas.search._evaluators import (
     EVALUATORS,
     Evaluator,
@@ -53,6 +60,7 @@ __all__ = [
     "hypervolume",
     "hypervolume_history",
     "job_metrics",
+    "join_search",
     "list_samplers",
     "load_search_spec",
     "load_values",
