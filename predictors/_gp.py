@@ -77,3 +77,26 @@ class GPPredictor(BasePredictor):
         assert self._model is not None
         mean, std = self._model.predict(X, return_std=True)
         return MeanStd(mean, std)
+
+
+@register_predictor("gp_ard")
+class GPARDPredictor(GPPredictor):
+    """`GPPredictor` with one length scale per feature (ARD) by default.
+
+    Suited to a few informative, differently scaled features (such as NB201's structural
+    ``space.features``), where ARD learns which matter; on long one-hot encodings with few
+    samples the shared length scale of ``gp`` overfits less.
+    """
+
+    def __init__(
+        self,
+        *,
+        kernel: str = "rbf",
+        ard: bool = True,
+        n_restarts: int = 2,
+        target_transform: str = "rank_gauss",
+        seed: int = 0,
+    ) -> None:
+        super().__init__(
+            kernel=kernel, ard=ard, n_restarts=n_restarts, target_transform=target_transform, seed=seed
+        )

@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -24,12 +25,12 @@ from search_spaces import register_space
 from search_spaces._base import Arch, Choice, Cost, SearchSpace, Supernet
 from search_spaces._config import apply_overrides, require_keys, require_list
 from search_spaces._errors import InvalidArch, InvalidSpaceConfig
+from search_spaces._nb201_features import EDGES, FEATURE_NAMES, canonical_ops, cell_features
 
 OPS: tuple[str, ...] = ("none", "skip_connect", "avg_pool_3x3", "nor_conv_1x1", "nor_conv_3x3")
 """Candidate ops, cheapest first (the order of every edge's `Choice`)."""
 
-EDGES: tuple[tuple[int, int], ...] = ((1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2))
-"""(to, from) per edge, in the benchmark string's order."""
+# EDGES: (to, from) per edge, in the benchmark string's order (defined with the cell features).
 
 NUM_NODES = 4
 _CONV_K = {"nor_conv_1x1": 1, "nor_conv_3x3": 3}
@@ -386,6 +387,30 @@ class NB201Space(SearchSpace):
         macs += c_last * cfg.num_classes
         params += 2 * c_last + c_last * cfg.num_classes + cfg.num_classes
         return {"macs": int(macs), "params": int(params), "activation_bytes": int(peak * _F32)}
+
+    # ----- structural features (for accuracy predictors) -------------------------------------------
+    def canonical(self, arch: Mapping[str, Any]) -> Arch:
+        """The effective cell: edges on no input-to-output path of non-'none' ops set to 'none'.
+
+        Cells with the same canonical form compute the same function (dead edges never reach
+        the output; at most a conv fed only zeros adds its BatchNorm bias, a constant), so a
+        predictor should not tell them apart.
+        """
+        return {"edges": canonical_ops(self.validate(arch)["edges"])}
+
+    def feature_names(self) -> tuple[str, ...]:
+        """Names of the columns of `features` (see `search_spaces._nb201_features`)."""
+        return FEATURE_NAMES
+
+    def features(self, arch: Mapping[str, Any]) -> np.ndarray:
+        """Structural features of the live cell, float64 in [0, 1], one per `feature_names` entry.
+
+        Unlike `encode` (one-hot per edge), equivalent cells get equal features, and the
+        features say what drives accuracy: conv counts and depth on live paths, shortcuts, and
+        whether the output is reachable at all. Accuracy predictors fit on these rank NB201 cells
+        far better (benchmarks/predictor_quality.py).
+        """
+        return cell_features(self.validate(arch)["edges"])
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "config": dataclasses.asdict(self.cfg), "example": _EXAMPLE}

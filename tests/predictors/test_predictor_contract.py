@@ -13,6 +13,7 @@ import predictors as pr
 FAST: dict[str, dict[str, Any]] = {
     "mlp_ensemble": {"n_members": 3, "epochs": 60, "hidden": [32, 32]},
     "gp": {"n_restarts": 0},
+    "gp_ard": {"n_restarts": 0},
     "gbdt": {"n_members": 2, "n_estimators": 60},
     "random_forest": {"n_estimators": 60},
 }
@@ -44,8 +45,8 @@ NAMES = pr.list_predictors()
 
 
 def test_registry_lists_the_implementations() -> None:
-    assert {"mlp_ensemble", "gp", "gbdt", "random_forest"} <= set(NAMES)
-    assert pr.list_predictors("g*") == ["gbdt", "gp"]
+    assert {"mlp_ensemble", "gp", "gp_ard", "gbdt", "random_forest"} <= set(NAMES)
+    assert pr.list_predictors("g*") == ["gbdt", "gp", "gp_ard"]
     assert pr.DEFAULT_PREDICTOR in NAMES
 
 
