@@ -151,6 +151,7 @@ from nas.latency_cli import app as latency_app  # noqa: E402
 from nas.predictor_cli import app as predictor_app  # noqa: E402
 from nas.search_cli import register as register_search  # noqa: E402
 from nas.serve_cli import serve_command  # noqa: E402
+from nas.submit_cli import submit_command  # noqa: E402
 from nas.train_cli import db_app, train_command  # noqa: E402
 
 app.add_typer(predictor_app, name="predictor", help="Accuracy and latency predictors: fit, eval.")
@@ -160,6 +161,7 @@ app.command("train")(train_command)
 register_search(app)
 app.command("export")(export_command)
 app.command("serve")(serve_command)
+app.command("submit")(submit_command)
 
 
 def main() -> None:  # pragma: no cover - console-script entry point

@@ -31,10 +31,19 @@ def serve_command(
             "--insecure-local", help="Serve without tokens (owner 'local'); loopback addresses only."
         ),
     ] = False,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            "--ray-address",
+            envvar="NAS_RAY_ADDRESS",
+            help="Run submitted search jobs on this Ray cluster (its dashboard, http://HEAD:8265).",
+        ),
+    ] = None,
 ) -> None:
     """Serve the REST API: spaces, devices, latency tables, search jobs, trials, Pareto fronts and
     exports. Needs NAS_API_TOKEN (one admin token) or NAS_API_TOKENS (token:owner[:admin],...)
-    unless --insecure-local; jobs run in their own processes against NAS_DATABASE_URL."""
+    unless --insecure-local; jobs run in their own processes against NAS_DATABASE_URL, or on a Ray
+    cluster through its Jobs API with --ray-address."""
     try:
         import uvicorn
 
@@ -42,12 +51,14 @@ def serve_command(
     except ImportError as exc:
         raise fail(f"`nas serve` needs fastapi and uvicorn ({exc}); pip install fastapi uvicorn.") from None
     with user_errors():
-        settings = ServiceSettings.from_env(insecure_local=insecure_local)
+        settings = ServiceSettings.from_env(insecure_local=insecure_local, ray_address=ray_address)
         if insecure_local:
             check_loopback(host)
         settings.check()
         app = create_app(settings)
     how = "without tokens (--insecure-local)" if insecure_local else f"{len(settings.tokens)} token(s)"
+    if settings.ray_address:
+        how += f", jobs on the Ray cluster at {settings.ray_address}"
     shown = f"[{host}]" if ":" in host else host
     console.print(f"nas serve: http://{shown}:{port}/docs, {how}", markup=False)
     uvicorn.run(app, host=host, port=port, log_level="info")

@@ -2,13 +2,16 @@
 
 Every route under ``/api`` except ``/api/health`` needs a bearer token (see `nas.service._auth`);
 every error is JSON ``{"detail": "one line naming the bad value"}``. Jobs of another owner are
-answered like unknown ones (404), so their existence is not revealed. Submitted search jobs run
-in their own process (`nas.service._runner`).
+answered like unknown ones (404), so their existence is not revealed. Submitted search and train
+jobs run in their own processes (`nas.service._runner`); on start the service gives pending jobs a
+runner and resumes running ones whose runner is gone (`nas.service._recovery`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import math
 import re
 import shutil
@@ -25,6 +28,7 @@ from fastapi import Body, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from nas.service._auth import Principal, ServiceSettings
@@ -38,8 +42,13 @@ from nas.service._schemas import (
     JobSummary,
     LatencySummary,
 )
+from nas.service._web import mount_web
 
 __all__ = ["create_app"]
+
+QUEUE_POLL_S = 2.0
+"""How often pending jobs are checked for a free runner slot."""
+log = logging.getLogger("nas.service")
 
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}$")
 _EXPORT_NAME = re.compile(r"^[0-9]+-[0-9a-f]{12}$")
@@ -57,6 +66,13 @@ _EXAMPLE_SPEC = {
         {"name": "latency_ms", "device": "local-cpu", "direction": "minimize"},
     ],
     "budget": {"trials": 50, "seed": 0},
+}
+_EXAMPLE_TRAIN = {
+    "name": "mbv3-tiny-digits",
+    "space": {"name": "mbv3_tiny", "overrides": {"in_channels": 1, "resolutions": [12, 16]}},
+    "data": {"kind": "digits", "max_samples": 500},
+    "training": {"epochs": 2, "batch_size": 64},
+    "workers": 1,
 }
 
 
@@ -214,17 +230,29 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     settings = settings or ServiceSettings.from_env()
     settings.check()
     engine = get_engine(settings.database_url)
-    launcher = Launcher(settings.home, settings.database_url)
+    launcher = Launcher(settings.home, settings.database_url, settings.max_runners)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        from nas.db._jobs import list_jobs
+        from nas.service._recovery import recover_jobs
 
         ensure_schema(engine)
-        for job in list_jobs(kind="search", status="pending", engine=engine):  # submitted, never started
-            launcher.start(job.id)
+        recover_jobs(launcher, engine)
+        queue = asyncio.create_task(_pump_queue())
         yield
+        queue.cancel()
         launcher.stop_all()
+
+    async def _pump_queue() -> None:
+        """Pending jobs start as runner slots free up (see `ServiceSettings.max_runners`)."""
+        from nas.service._recovery import start_pending
+
+        while True:
+            await asyncio.sleep(QUEUE_POLL_S)
+            try:
+                await run_in_threadpool(start_pending, launcher, engine)
+            except Exception as exc:  # noqa: BLE001 - a database hiccup must not stop the queue
+                log.warning("job queue: %s: %s", type(exc).__name__, exc)
 
     app = FastAPI(
         title="hwnas",
@@ -328,8 +356,23 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         }
 
     # ------------------------------------------------------------------------------------ jobs
+    def _launch(job: Any) -> dict[str, Any]:
+        """Start runners for pending jobs (this one, unless older ones hold every free slot: then it
+        waits, pending, for the queue)."""
+        from nas.service._recovery import start_pending
+
+        start_pending(launcher, engine)
+        return _summary(job)
+
     @app.post(
-        "/api/jobs/search", response_model=JobSummary, status_code=201, tags=["jobs"], responses=_ERRORS
+        "/api/jobs/search",
+        response_model=JobSummary,
+        status_code=201,
+        tags=["jobs"],
+        responses={
+            **_ERRORS,
+            503: {"model": ErrorBody, "description": "The Ray cluster did not answer or refused the job."},
+        },
     )
     def submit_search(
         request: Request,
@@ -340,7 +383,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         ],
     ) -> dict[str, Any]:
         """Validate a search spec completely, create the job (owned by the token's owner) and run
-        it in the background. Poll `GET /api/jobs/{id}`."""
+        it in the background (on the service's Ray cluster, if it has one). Poll `GET /api/jobs/{id}`."""
         from nas.db._jobs import create_job
         from nas.search import parse_search_spec
         from nas.search._driver import _versions
@@ -356,16 +399,38 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
                 owner=who.owner,
                 versions=_versions(),
                 status="pending",
+                backend="ray" if settings.ray_address else "local",
+                ray_address=settings.ray_address,
                 engine=engine,
             )
-        try:
-            launcher.start(job.id)
-        except OSError as exc:  # the job must not stay pending with nobody to run it
-            from nas.db._jobs import update_job
+        if job.backend == "ray":  # on the cluster, through the Ray Jobs API
+            from nas.service._ray_jobs import ClusterError, submit
 
-            update_job(job.id, status="failed", error=f"could not start its runner: {exc}", engine=engine)
-            raise HTTPException(500, f"Could not start the runner of job {job.id}: {exc}") from None
-        return _summary(job)
+            try:
+                submit(job, database_url=settings.database_url, home=settings.home, engine=engine)
+            except ClusterError as exc:
+                raise HTTPException(503, str(exc)) from None
+            return _summary(job)
+        return _launch(job)
+
+    @app.post(
+        "/api/jobs/train", response_model=JobSummary, status_code=201, tags=["jobs"], responses=_ERRORS
+    )
+    def submit_train(
+        who: Who,
+        spec: Annotated[
+            dict[str, Any],
+            Body(description="A training spec (as `nas train` reads), without `output`.",
+                 examples=[_EXAMPLE_TRAIN]),
+        ],
+    ) -> dict[str, Any]:
+        """Validate a training spec completely, create the job and train in the background; the
+        detail's `train` shows progress, then the checkpoint and its artifact id."""
+        from nas.service._train import create_train_job
+
+        with _user_errors(key_status=422):
+            job = create_train_job(spec, owner=who.owner, home=settings.home, engine=engine)
+        return _launch(job)
 
     @app.get("/api/jobs", response_model=list[JobSummary], tags=["jobs"], responses=_ERRORS)
     def jobs(
@@ -377,19 +442,25 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     ) -> list[dict[str, Any]]:
         """The caller's jobs (an admin: everyone's), newest first."""
         from nas.db._jobs import JOB_STATES, list_jobs
+        from nas.service._ray_jobs import reconcile
 
         if status is not None and status not in JOB_STATES:
             raise HTTPException(422, f"Unknown status {status!r}; allowed: {', '.join(JOB_STATES)}.")
         return [
-            _summary(j) for j in list_jobs(kind=kind, status=status, engine=engine) if who.may_see(j.owner)
+            _summary(reconcile(j, engine=engine))
+            for j in list_jobs(kind=kind, status=status, engine=engine)
+            if who.may_see(j.owner)
         ]
 
     @app.get("/api/jobs/{job_id}", response_model=JobDetail, tags=["jobs"], responses=_ERRORS)
     def job_detail(request: Request, job_id: str, who: Who) -> dict[str, Any]:
-        """Status, spec, metrics, the number of finished trials and the hypervolume history."""
+        """Status, spec, metrics, the number of finished trials and the hypervolume history;
+        for a train job its progress and result (`train`)."""
         from nas.search import hypervolume_history
+        from nas.service._ray_jobs import reconcile
+        from nas.service._train import train_state
 
-        job = _job(request, who, job_id)
+        job = reconcile(_job(request, who, job_id), engine=engine)
         hv: list[Any] = []
         if job.kind == "search" and any(m.get("objective") for m in job.metrics):
             with _user_errors():
@@ -399,6 +470,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             "trials": _trial_count(engine, job.id),
             "hypervolume_history": hv,
             "runner_pid": launcher.running().get(job.id),
+            "train": train_state(settings.home, job.id) if job.kind == "train" else None,
         }
 
     @app.post(
@@ -409,10 +481,10 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     )
     def cancel(request: Request, job_id: str, who: Who) -> dict[str, Any]:
         """Ask a pending or running job to stop (after its in-flight evaluations)."""
-        from nas.db._jobs import update_job
+        from nas.service._ray_jobs import cancel as cancel_job
 
         job = _job(request, who, job_id)
-        if not update_job(job.id, status="cancelled", expect=("pending", "running"), engine=engine):
+        if not cancel_job(job, engine=engine):
             now = _job(request, who, job_id)
             raise HTTPException(
                 409, f"Job {job_id!r} is {now.status}; only pending or running jobs can be cancelled."
@@ -514,6 +586,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             headers={"Content-Disposition": f'attachment; filename="{job.id}-{name}.zip"'},
         )
 
+    mount_web(app)  # the web page: /, /ui/
     return app
 
 

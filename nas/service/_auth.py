@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["LOCAL", "Principal", "ServiceSettings", "check_loopback", "parse_tokens"]
+__all__ = ["LOCAL", "Principal", "ServiceSettings", "check_loopback", "is_loopback", "parse_tokens"]
 
 
 @dataclass(frozen=True)
@@ -63,22 +63,40 @@ def parse_tokens(env: Mapping[str, str]) -> dict[str, Principal]:
     return out
 
 
-def check_loopback(host: str) -> None:
-    """Raise ValueError unless `host` is a loopback address (or a name resolving only to them)."""
+def is_loopback(host: str) -> bool:
+    """Whether `host` is a loopback address (or a name resolving only to them)."""
     try:
-        addrs = {ipaddress.ip_address(host)}
+        addrs = {ipaddress.ip_address(host.strip("[]"))}
     except ValueError:
         try:
             infos = socket.getaddrinfo(host, None)
             addrs = {ipaddress.ip_address(str(ai[4][0]).split("%")[0]) for ai in infos}
         except (OSError, ValueError):
             addrs = set()
-    if not addrs or not all(a.is_loopback for a in addrs):
+    return bool(addrs) and all(a.is_loopback for a in addrs)
+
+
+def check_loopback(host: str) -> None:
+    """Raise ValueError unless `host` is a loopback address (or a name resolving only to them)."""
+    if not is_loopback(host):
         raise ValueError(
             f"--insecure-local serves without tokens, so it only binds a loopback address "
             f"(127.0.0.1, ::1, localhost), not {host!r}; set NAS_API_TOKEN (or NAS_API_TOKENS) "
             "to serve on other addresses."
         )
+
+
+def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ValueError(f"{name} must be a whole number >= 1 (got {raw!r}).")
+    return value
 
 
 @dataclass(frozen=True)
@@ -91,32 +109,53 @@ class ServiceSettings:
         home: ``$NAS_HOME`` (exports and job logs go under it).
         database_url: the service database (None: ``NAS_DATABASE_URL`` / ``$NAS_HOME/nas.db``);
             job runners get it through their environment.
+        ray_address: a Ray cluster's dashboard (``http://HEAD:8265``, ``NAS_RAY_ADDRESS``):
+            submitted search jobs run there through the Ray Jobs API (None: local runners).
+        max_runners: local job runners at once (``NAS_MAX_RUNNERS``; default: the CPU count);
+            further jobs wait, pending, and start in submission order as runners finish.
     """
 
     tokens: Mapping[str, Principal] = field(default_factory=dict)
     insecure_local: bool = False
     home: Path = field(default_factory=lambda: Path(os.environ.get("NAS_HOME", ".nas")))
     database_url: str | None = None
+    ray_address: str | None = None
+    max_runners: int = field(default_factory=lambda: os.cpu_count() or 1)
 
     @classmethod
     def from_env(
-        cls, *, insecure_local: bool = False, env: Mapping[str, str] | None = None
+        cls,
+        *,
+        insecure_local: bool = False,
+        ray_address: str | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> ServiceSettings:
+        """Settings from `env` (default: the process environment); `ray_address` overrides
+        ``NAS_RAY_ADDRESS``."""
         e = os.environ if env is None else env
         return cls(
             tokens=parse_tokens(e),
             insecure_local=insecure_local,
             home=Path(e.get("NAS_HOME", ".nas")),
             database_url=e.get("NAS_DATABASE_URL") or None,
+            ray_address=ray_address or e.get("NAS_RAY_ADDRESS") or None,
+            max_runners=_positive_int(e, "NAS_MAX_RUNNERS", os.cpu_count() or 1),
         )
 
     def check(self) -> None:
-        """Raise ValueError when nobody could use the service."""
+        """Raise ValueError when nobody could use the service, or its Ray cluster (`ray_address`)
+        could not reach its database."""
+        if self.max_runners < 1:
+            raise ValueError(f"max_runners must be >= 1 (got {self.max_runners}).")
         if not self.tokens and not self.insecure_local:
             raise ValueError(
                 "No API tokens: set NAS_API_TOKEN (one admin token) or NAS_API_TOKENS "
                 "(token:owner[:admin],...), or serve on a loopback address with --insecure-local."
             )
+        if self.ray_address:
+            from nas.service._ray_jobs import cluster_database_url
+
+            cluster_database_url(self.database_url, self.ray_address)
 
     def authenticate(self, token: str | None) -> Principal | None:
         """The principal of `token` (None: no or an unknown token; token-less under insecure_local

@@ -38,6 +38,7 @@ class JobSummary(BaseModel):
     created_at: str
     updated_at: str
     error: str | None = None
+    backend: str = Field("local", description="local (a runner process) or ray (a Ray Jobs API submission).")
 
 
 class JobDetail(JobSummary):
@@ -45,12 +46,21 @@ class JobDetail(JobSummary):
     metrics: list[dict[str, Any]]
     versions: dict[str, Any]
     heartbeat_at: str | None = None
+    ray_address: str | None = Field(None, description="The Ray cluster (dashboard address) of a ray job.")
+    runner_host: str | None = None
     trials: int = Field(description="Indexed (finished) trials.")
     hypervolume_history: list[tuple[int, float | None]] = Field(
         description="(expensive evaluations, hypervolume of the feasible front so far)."
     )
     runner_pid: int | None = Field(
-        None, description="Pid of this server's runner process of the job, if alive."
+        None,
+        description="Pid of this server's runner process of the job, if alive (a runner of an "
+        "earlier server process that still ran when this one started counts too).",
+    )
+    train: dict[str, Any] | None = Field(
+        None,
+        description="A train job's progress (step, total_steps, epoch, epochs, last_epoch metrics) and, "
+        "once finished, its checkpoint, sha256 and artifact_id.",
     )
 
 

@@ -11,71 +11,10 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.nas.service.conftest import Server, reset_engines
+from tests.nas.service.conftest import Server
 
-OVERRIDES: dict[str, Any] = {"in_channels": 1, "resolutions": [8, 12]}
-
-
-@pytest.fixture(scope="module")
-def supernet_job(server: Server, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """A finished 2-trial search of an untrained mbv3_tiny supernet, owned by alice, written
-    straight into the server's database (the API has no training endpoint)."""
-    import torch
-
-    import search_spaces as ss
-    from nas.search import pareto_front, run_search
-    from nas.train import load_dataset, parse_spec, save_checkpoint
-
-    root = tmp_path_factory.mktemp("run")
-    spec = parse_spec(
-        {
-            "name": "api-export",
-            "space": {"name": "mbv3_tiny", "overrides": OVERRIDES},
-            "data": {"kind": "digits", "max_samples": 200, "calib_size": 32},
-            "training": {"epochs": 1, "batch_size": 16, "bn_calib_batches": 1},
-            "workers": 1,
-            "output": str(root),
-            "seed": 0,
-            "register_checkpoint": False,
-        }
-    )
-    space = ss.get_space("mbv3_tiny", **OVERRIDES)
-    torch.manual_seed(0)
-    net = space.build_supernet()
-    meta = {
-        "space": space.spec(),
-        "spec": spec.model_dump(mode="json"),
-        "data": load_dataset(spec.data).describe(),
-        "progress": {"step": 1, "epoch": 1, "complete": True},
-    }
-    save_checkpoint(root / "checkpoints", 1, net, None, meta)  # type: ignore[arg-type]
-    try:
-        result = run_search(
-            {
-                "space": {"name": "mbv3_tiny", "overrides": OVERRIDES},
-                "evaluator": {
-                    "kind": "supernet",
-                    "checkpoint": str(root),
-                    "bn_calib_batches": 1,
-                    "max_eval_samples": 64,
-                },
-                "objectives": [
-                    {"name": "accuracy", "direction": "maximize"},
-                    {"name": "macs", "direction": "minimize"},
-                ],
-                "sampler": {"name": "random"},
-                "budget": {"trials": 2, "seed": 0},
-            },
-            url=server.url,
-            owner="alice",
-        )
-        assert result.status == "finished"
-        from nas.db import get_engine
-
-        front = pareto_front(result.job_id, engine=get_engine(server.url))
-    finally:
-        reset_engines()
-    return {"id": result.job_id, "trial": front[0]}
+# Exports do not touch the database beyond reading a job: the SQLite server suffices.
+pytestmark = pytest.mark.parametrize("database", ["sqlite"], indirect=True)
 
 
 def test_export_and_download(
