@@ -8,14 +8,7 @@ service database, Pareto and hypervolume queries.
 
 from __future__ import annotations
 
-from nas.search._driver import (
-    SearchResult,
-    join_search,
-    optuna_storage,
-    resume_search,
-    run_search,
-    update_front,
-)
+from nas.search._driver import SearchResult, optuna_storage, update_front
 from nas.search._evaluators import (
     EVALUATORS,
     Evaluator,
@@ -24,6 +17,7 @@ from nas.search._evaluators import (
     TableEvaluator,
     build_evaluator,
 )
+from nas.search._jobs import join_search, resume_search, run_search
 from nas.search._metrics import CheapMetrics, MetricDef, job_metrics
 from nas.search._pareto import hypervolume, pareto_mask, to_minimization
 from nas.search._query import hypervolume_history, load_values, pareto_front, trials

@@ -1,4 +1,5 @@
-"""The search driver: one or more per job, doing Optuna ask/tell against the study in the service
+"""The search driver (`_Driver`; `nas.search._jobs` holds the entry points that start one): one or
+more per job, doing Optuna ask/tell against the study in the service
 database, sending expensive evaluations to a pool and mirroring every finished trial into the
 typed trials index.
 
@@ -35,7 +36,7 @@ import math
 import time
 import warnings
 import zlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -48,7 +49,6 @@ from sqlalchemy import Connection, Engine
 
 from nas.db import _jobs as jobs_db
 from nas.db._engine import database_url, engine_options, get_engine, retry_transient
-from nas.db._migrate import ensure_schema
 from nas.db._models import TrialRow
 from nas.search._coord import GRACE_S, HEARTBEAT_S, DriverEntry, Heartbeat, drivers, job_lock, new_driver_id
 from nas.search._evaluators import (
@@ -56,10 +56,9 @@ from nas.search._evaluators import (
     build_evaluator,
     build_space,
     cache_key,
-    evaluator_metrics,
     supernet_fingerprint,
 )
-from nas.search._metrics import CheapMetrics, MetricDef, job_metrics
+from nas.search._metrics import CheapMetrics, MetricDef
 from nas.search._pareto import pareto_mask, to_minimization
 from nas.search._pool import make_pool
 from nas.search._samplers import (
@@ -69,17 +68,9 @@ from nas.search._samplers import (
     create_sampler,
     search_distributions,
 )
-from nas.search._spec import SearchSpec, parse_search_spec
+from nas.search._spec import SearchSpec
 
-__all__ = [
-    "SearchResult",
-    "check_search_spec",
-    "join_search",
-    "optuna_storage",
-    "resume_search",
-    "run_job",
-    "run_search",
-]
+__all__ = ["ProgressFn", "SearchResult", "optuna_storage", "update_front"]
 
 ProgressFn = Callable[[int, int, dict[str, Any]], None]
 """Called after each finished trial with (expensive evaluations done, budget, info)."""
@@ -130,12 +121,6 @@ def optuna_storage(
                      "heartbeat_stale_trial_callback": RetryHeartbeatStaleTrialCallback(max_retry=STALE_RETRIES)}
         return retry_transient(lambda: optuna.storages.RDBStorage(resolved, engine_kwargs=kwargs, **beats),
                                what="opening the Optuna storage")
-
-
-def _versions() -> dict[str, str]:
-    from nas.train._checkpoint import library_versions
-
-    return library_versions(extra=("optuna", "sqlalchemy"))
 
 
 def _evaluated_count(conn: Connection, job_id: str) -> int:
@@ -519,191 +504,3 @@ def update_front(job_id: str, metrics: list[MetricDef], *, engine: Engine | None
     front = [int(n) for n in np.asarray(numbers)[mask]]
     jobs_db.set_front(job_id, front, engine=engine)
     return front
-
-
-def check_search_spec(spec: SearchSpec) -> list[MetricDef]:
-    """Everything a job needs that can be checked before it exists: the space, the evaluator
-    (a table is read, a checkpoint hashed), every metric name, the latency tables, the sampler and
-    its params. Returns the job's metric definitions.
-
-    Raises:
-        KeyError / ValueError / FileNotFoundError: naming the bad value and what is allowed.
-    """
-    from nas.search._samplers import list_samplers
-
-    if spec.sampler.name not in list_samplers():
-        raise ValueError(f"sampler.name: unknown sampler {spec.sampler.name!r}; known: {', '.join(list_samplers())}.")
-    space = build_space(spec.space)
-    evaluator = build_evaluator(spec.evaluator, spec.space) if spec.evaluator.kind != "supernet" else None
-    names = evaluator.metrics if evaluator is not None else evaluator_metrics(spec.evaluator, spec.space)
-    metrics = job_metrics(spec, names)
-    cheap = CheapMetrics(space, metrics)
-    cheap.check()
-    objectives = [m for m in metrics if m.objective]
-    constrained = [m for m in metrics if m.max is not None or m.min is not None]
-    create_sampler(spec.sampler.name, SamplerContext(space, objectives, cheap, constrained, spec.budget.seed,
-                                                     spec.budget.trials), spec.sampler.params)
-    if spec.evaluator.kind == "supernet":
-        supernet_fingerprint(spec.evaluator)  # a missing checkpoint fails here
-    return metrics
-
-
-def run_search(
-    spec: SearchSpec | Mapping[str, Any],
-    *,
-    job_id: str | None = None,
-    url: str | None = None,
-    progress: ProgressFn | None = None,
-    use_ray: bool | None = None,
-    owner: str = "",
-) -> SearchResult:
-    """Run a search job to completion (or its budget, timeout or cancellation).
-
-    Everything is checked before the job is created: the spec, the space, the evaluator, every
-    metric name, the latency tables (a missing one raises FileNotFoundError naming the command
-    that measures it), so a bad spec leaves nothing behind.
-    """
-    if not isinstance(spec, SearchSpec):
-        spec = parse_search_spec(dict(spec))
-    engine = get_engine(url)
-    ensure_schema(engine)
-    metrics = check_search_spec(spec)
-    job = jobs_db.create_job(
-        kind="search", name=spec.name or "search", spec=spec.model_dump(mode="json"),
-        metrics=[m.to_dict() for m in metrics], job_id=job_id, owner=owner, versions=_versions(),
-        status="running", engine=engine,
-    )
-    return _finish(spec, job, engine, url, progress, use_ray)
-
-
-def _finish(spec: SearchSpec, job: jobs_db.Job, engine: Engine, url: str | None,
-            progress: ProgressFn | None, use_ray: bool | None, role: str = "run",
-            share: int | None = None) -> SearchResult:
-    """Drive the job as one of its drivers, then settle its status (see the module docstring)."""
-    def update(**kw: Any) -> bool:
-        return retry_transient(lambda: jobs_db.update_job(job.id, engine=engine, **kw), what=f"job {job.id}: status")
-
-    driver: _Driver | None = None
-    try:
-        driver = _Driver(spec, job, url, progress, use_ray, role, share)
-        result = driver.run()
-    except BaseException as exc:
-        error = f"{type(exc).__name__}: {exc}"[:2000]
-        others = False
-        if driver is not None:
-            with contextlib.suppress(Exception):  # the database may be what failed
-                others = driver.end("failed", error)
-            driver.close()
-        if not others:
-            update(status="failed", error=error)
-        raise
-    try:
-        if driver.end(result.status):
-            if result.status != "cancelled":
-                result.status = "running"  # other drivers carry on; the last one settles the job
-        elif result.status != "cancelled":
-            status, error = driver.finalize()
-            if not update(status=status, error=error, expect=("running",)):
-                status = retry_transient(lambda: jobs_db.get_job(job.id, engine=engine).status)  # cancelled
-            result.status = status
-    finally:
-        driver.close()
-    return result
-
-
-def _check_no_live_driver(job: jobs_db.Job, url: str | None) -> None:
-    """Raises ValueError if a driver of the job is alive (a resume would evaluate its trials twice)."""
-    storage = optuna_storage(url)
-    try:
-        study_id = storage.get_study_id_from_name(job.study_name)
-    except KeyError:
-        return
-    try:
-        live = [e for e in drivers(storage, study_id) if e.alive()]
-    finally:
-        storage.engine.dispose()
-    if live:
-        e = live[0]
-        raise ValueError(
-            f"Job {job.id!r} has a live driver ({e.role}, pid {e.pid} on {e.host}, last beat "
-            f"{time.time() - e.beat:.0f}s ago); `nas search --join {job.id}` adds another driver, "
-            f"or resume once it has ended (a driver silent for {GRACE_S}s counts as dead)."
-        )
-
-
-def resume_search(
-    job_id: str, *, url: str | None = None, progress: ProgressFn | None = None, use_ray: bool | None = None
-) -> SearchResult:
-    """Finish a job whose drivers died (or that was stopped): same study, same trials index,
-    the job's requested total of evaluations.
-
-    Raises:
-        KeyError: unknown job. ValueError: the job already finished, or a driver of it is alive.
-    """
-    engine = get_engine(url)
-    job = jobs_db.get_job(job_id, engine=engine)
-    if job.status == "finished":
-        raise ValueError(f"Job {job_id!r} already finished; nothing to resume.")
-    spec = parse_search_spec(job.spec, f"job {job_id}")
-    _check_no_live_driver(job, url)
-    jobs_db.update_job(job_id, status="running", engine=engine)
-    return _finish(spec, job, engine, url, progress, use_ray, role="resume")
-
-
-def join_search(
-    job_id: str, *, trials: int | None = None, url: str | None = None, progress: ProgressFn | None = None,
-    use_ray: bool | None = None,
-) -> SearchResult:
-    """Add a driver to a job: it shares the job's study and index with the job's other drivers
-    (in other processes or on other machines) and runs `trials` more expensive evaluations
-    (default: the spec's ``budget.trials``). Optuna's distributed optimisation: every driver
-    asks and tells on the one study. The result's status is the job's: ``running`` while other
-    drivers carry on.
-
-    Raises:
-        KeyError: unknown job. ValueError: not a search job, finished or cancelled, or `trials` < 1.
-    """
-    engine = get_engine(url)
-    job = jobs_db.get_job(job_id, engine=engine)
-    if job.kind != "search":
-        raise ValueError(f"Job {job_id!r} is a {job.kind!r} job, not a search job.")
-    joinable = ("pending", "running", "failed")
-    if job.status not in joinable:
-        raise ValueError(f"Job {job_id!r} is {job.status}; only a {', '.join(joinable)} job can be joined.")
-    if trials is not None and trials < 1:
-        raise ValueError(f"trials must be at least 1 (got {trials}).")
-    spec = parse_search_spec(job.spec, f"job {job_id}")
-    if not jobs_db.update_job(job_id, status="running", expect=joinable, engine=engine):
-        status = jobs_db.get_job(job_id, engine=engine).status
-        raise ValueError(f"Job {job_id!r} is {status}; only a {', '.join(joinable)} job can be joined.")
-    return _finish(spec, job, engine, url, progress, use_ray, role="join", share=trials)
-
-
-def run_job(
-    job_id: str, *, url: str | None = None, progress: ProgressFn | None = None, use_ray: bool | None = None
-) -> SearchResult:
-    """Run a *pending* search job to completion: a job row created beforehand (by the REST
-    service, with its spec already validated and its metrics stored) that no driver has taken.
-
-    The pending -> running step is an atomic compare-and-set, so two runners never drive the
-    same job, and a job cancelled before it started is not run.
-
-    Raises:
-        KeyError: unknown job. ValueError: not a search job, or not pending (cancelled before
-            it started, already taken or done; a job whose driver died is finished by
-            `resume_search`). SearchSpecError: its stored spec is invalid (the job is marked failed).
-    """
-    engine = get_engine(url)
-    job = jobs_db.get_job(job_id, engine=engine)
-    if job.kind != "search":
-        raise ValueError(f"Job {job_id!r} is a {job.kind!r} job, not a search job.")
-    try:
-        spec = parse_search_spec(job.spec, f"job {job_id}")
-    except ValueError as exc:
-        jobs_db.update_job(job_id, status="failed", error=str(exc)[:2000], expect=("pending",), engine=engine)
-        raise
-    if not jobs_db.update_job(job_id, status="running", expect=("pending",), engine=engine):
-        status = jobs_db.get_job(job_id, engine=engine).status
-        raise ValueError(f"Job {job_id!r} is {status}; only a pending job can be run "
-                         f"(`nas search --resume {job_id}` finishes one whose driver died).")
-    return _finish(spec, job, engine, url, progress, use_ray)

@@ -195,7 +195,7 @@ def _known_tables(home: Path) -> list[str]:
 
 def _validate_search(spec: Any) -> list[Any]:
     """Everything `run_search` checks before it creates a job; returns the job's metric definitions."""
-    from nas.search._driver import check_search_spec
+    from nas.search._jobs import check_search_spec
 
     return check_search_spec(spec)
 
@@ -386,7 +386,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         it in the background (on the service's Ray cluster, if it has one). Poll `GET /api/jobs/{id}`."""
         from nas.db._jobs import create_job
         from nas.search import parse_search_spec
-        from nas.search._driver import _versions
+        from nas.search._jobs import library_versions
 
         with _user_errors(key_status=422):
             parsed = parse_search_spec(spec, "<request body>")
@@ -397,7 +397,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
                 spec=parsed.model_dump(mode="json"),
                 metrics=[m.to_dict() for m in metrics],
                 owner=who.owner,
-                versions=_versions(),
+                versions=library_versions(),
                 status="pending",
                 backend="ray" if settings.ray_address else "local",
                 ray_address=settings.ray_address,

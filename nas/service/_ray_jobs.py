@@ -272,5 +272,5 @@ def cancel(job: Job, *, engine: Engine | None = None) -> bool:
             if _ray_status(job) == "PENDING":
                 connect(job.ray_address).stop_job(job.id)
         except (KeyError, OSError, RuntimeError):
-            pass  # it will find the job cancelled when it starts (run_job takes only pending jobs)
+            pass  # it will find the job cancelled when it starts (its runner claims only a pending job)
     return True

@@ -215,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
 
             line = run_train_job(job_id, engine)
         else:
-            from nas.search._driver import resume_search
+            from nas.search._jobs import resume_search
 
             driven = True
             line = _search_line(resume_search(job_id))

@@ -66,7 +66,7 @@ def pending_job(url: str, spec: dict[str, Any], name: str = "reliability") -> st
     from nas.db import _jobs as jobs_db
     from nas.db._engine import get_engine
     from nas.search import optuna_storage, parse_search_spec
-    from nas.search._driver import check_search_spec
+    from nas.search._jobs import check_search_spec
 
     parsed = parse_search_spec(spec)
     metrics = check_search_spec(parsed)

@@ -82,7 +82,7 @@ def _reuse_table_evaluators(monkeypatch: pytest.MonkeyPatch) -> None:
     NAS-Bench-201 CSV dominates a small tabular search. Evaluators of unchanged files are reused
     across jobs (they hold no per-job state); the first build of each file, and every failing
     build, still runs the real code. Ray actors always build their own."""
-    from nas.search import _driver
+    from nas.search import _driver, _jobs
 
     real = _driver.build_evaluator
 
@@ -103,6 +103,7 @@ def _reuse_table_evaluators(monkeypatch: pytest.MonkeyPatch) -> None:
         return _TABLE_EVALUATORS[key]
 
     monkeypatch.setattr(_driver, "build_evaluator", build)
+    monkeypatch.setattr(_jobs, "build_evaluator", build)  # check_search_spec
 
 
 # ------------------------------------------------------------------------------------- databases
