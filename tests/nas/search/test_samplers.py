@@ -132,3 +132,32 @@ def test_every_sampler_through_the_contract(
         # architectures the (free) latency bound accepts.
         assert len(rows) == BUDGET
         assert all(r["feasible"] for r in rows if r["number"] >= n_init), rows
+
+
+def test_predictor_sampler_fits_its_model_on_the_chosen_target_scale(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Standardised targets by default (rank-Gauss ones capped its optimism at the best accuracy
+    seen: benchmarks/search_quality.py); any predictors.TARGET_TRANSFORMS value is accepted."""
+    import predictors as pr
+
+    ctx = _ctx(constraints=False)
+    with pytest.raises(ValueError, match="target_transform: unknown 'log'; allowed: rank_gauss, standard"):
+        PredictorSampler(ctx, target_transform="log")
+    used: list[str] = []
+    real = pr.create_predictor
+
+    def create(name: str, **kw: Any) -> Any:
+        used.append(kw["target_transform"])
+        return real(name, **kw)
+
+    monkeypatch.setattr(pr, "create_predictor", create)
+    for transform in ("standard", "rank_gauss"):
+        params = {**SMALL["predictor"], **({} if transform == "standard" else {"target_transform": transform})}
+        study = optuna.create_study(directions=["maximize", "minimize"], sampler=create_sampler("predictor", ctx, params))
+        space = ctx.space
+        for _ in range(SMALL["predictor"]["n_init"] + 1):
+            trial = study.ask(search_distributions(space))
+            arch = space.from_params(trial.params)
+            study.tell(trial, [float(sum(v == "nor_conv_3x3" for v in trial.params.values())),
+                               ctx.cheap(arch)["latency_ms@local-cpu"]])
+        assert used and set(used) == {transform}, used
+        used.clear()
