@@ -45,7 +45,7 @@ def submit_command(
     from nas.db import ensure_schema, get_engine
     from nas.db._jobs import create_job
     from nas.search import load_search_spec
-    from nas.search._jobs import check_search_spec, library_versions
+    from nas.search._jobs import check_search_spec, job_versions
     from nas.service._ray_jobs import ClusterError, cluster_database_url, connect, normalize_address, submit
 
     try:
@@ -59,7 +59,7 @@ def submit_command(
             ensure_schema(engine)
             job = create_job(
                 kind="search", name=spec.name or "search", spec=spec.model_dump(mode="json"),
-                metrics=[m.to_dict() for m in metrics], versions=library_versions(), status="pending",
+                metrics=[m.to_dict() for m in metrics], versions=job_versions(), status="pending",
                 backend="ray", ray_address=url, engine=engine,
             )
             submit(job, engine=engine)

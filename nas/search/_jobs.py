@@ -20,17 +20,17 @@ from nas.search._coord import GRACE_S, drivers
 from nas.search._driver import ProgressFn, SearchResult, _Driver, optuna_storage
 from nas.search._evaluators import build_evaluator, build_space, evaluator_metrics, supernet_fingerprint
 from nas.search._metrics import CheapMetrics, MetricDef, job_metrics
-from nas.search._samplers import SamplerContext, create_sampler
+from nas.search._samplers import SamplerContext, create_sampler, list_samplers
 from nas.search._spec import SearchSpec, parse_search_spec
 
-__all__ = ["check_search_spec", "join_search", "library_versions", "resume_search", "run_search"]
+__all__ = ["check_search_spec", "join_search", "job_versions", "resume_search", "run_search"]
 
 
-def library_versions() -> dict[str, str]:
-    """Versions stored with each job (the training stack plus Optuna and SQLAlchemy)."""
-    from nas.train._checkpoint import library_versions as versions
+def job_versions() -> dict[str, str]:
+    """Versions stored with each search job (the training stack plus Optuna and SQLAlchemy)."""
+    from nas.train._checkpoint import library_versions
 
-    return versions(extra=("optuna", "sqlalchemy"))
+    return library_versions(extra=("optuna", "sqlalchemy"))
 
 
 def check_search_spec(spec: SearchSpec) -> list[MetricDef]:
@@ -41,8 +41,6 @@ def check_search_spec(spec: SearchSpec) -> list[MetricDef]:
     Raises:
         KeyError / ValueError / FileNotFoundError: naming the bad value and what is allowed.
     """
-    from nas.search._samplers import list_samplers
-
     if spec.sampler.name not in list_samplers():
         raise ValueError(f"sampler.name: unknown sampler {spec.sampler.name!r}; known: {', '.join(list_samplers())}.")
     space = build_space(spec.space)
@@ -82,7 +80,7 @@ def run_search(
     metrics = check_search_spec(spec)
     job = jobs_db.create_job(
         kind="search", name=spec.name or "search", spec=spec.model_dump(mode="json"),
-        metrics=[m.to_dict() for m in metrics], job_id=job_id, owner=owner, versions=library_versions(),
+        metrics=[m.to_dict() for m in metrics], job_id=job_id, owner=owner, versions=job_versions(),
         status="running", engine=engine,
     )
     return _finish(spec, job, engine, url, progress, use_ray)
@@ -91,7 +89,7 @@ def run_search(
 def _finish(spec: SearchSpec, job: jobs_db.Job, engine: Engine, url: str | None,
             progress: ProgressFn | None, use_ray: bool | None, role: str = "run",
             share: int | None = None) -> SearchResult:
-    """Drive the job as one of its drivers, then settle its status (see the module docstring)."""
+    """Drive the job as one of its drivers, then settle its status (see `_driver`'s docstring)."""
     def update(**kw: Any) -> bool:
         return retry_transient(lambda: jobs_db.update_job(job.id, engine=engine, **kw), what=f"job {job.id}: status")
 

@@ -386,7 +386,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         it in the background (on the service's Ray cluster, if it has one). Poll `GET /api/jobs/{id}`."""
         from nas.db._jobs import create_job
         from nas.search import parse_search_spec
-        from nas.search._jobs import library_versions
+        from nas.search._jobs import job_versions
 
         with _user_errors(key_status=422):
             parsed = parse_search_spec(spec, "<request body>")
@@ -397,7 +397,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
                 spec=parsed.model_dump(mode="json"),
                 metrics=[m.to_dict() for m in metrics],
                 owner=who.owner,
-                versions=library_versions(),
+                versions=job_versions(),
                 status="pending",
                 backend="ray" if settings.ray_address else "local",
                 ray_address=settings.ray_address,
