@@ -140,6 +140,17 @@ class BasePredictor(abc.ABC):
     def _predict(self, X: np.ndarray) -> MeanStd:
         """Mean and std of the standardised target for checked X (N, D)."""
 
+    def _sample(self, X: np.ndarray, n_samples: int, rng: np.random.Generator) -> np.ndarray:
+        """Draws of the standardised target at the rows of checked X, shape (n_samples, N).
+
+        Default: each row drawn on its own from N(mean, std) of `_predict`. A model with a joint
+        posterior (the GP) overrides this so that a draw is one plausible function over all rows.
+        """
+        mean, std = self._predict(X)
+        mean = np.asarray(mean, dtype=np.float64).reshape(-1)
+        std = np.maximum(np.asarray(std, dtype=np.float64).reshape(-1), 0.0)
+        return mean[None, :] + std[None, :] * rng.standard_normal((n_samples, X.shape[0]))
+
     def _state_tensors(self) -> dict[str, np.ndarray]:
         """Model tensors to store besides the training data (default: none; re-fit on load)."""
         return {}
@@ -183,6 +194,26 @@ class BasePredictor(abc.ABC):
         z = np.asarray(z, dtype=np.float64).reshape(-1)
         zstd = np.maximum(np.asarray(zstd, dtype=np.float64).reshape(-1), 0.0)
         return MeanStd(self._tmap.inverse(z), np.maximum(self._tmap.inverse_std(z, zstd), 0.0))
+
+    def sample(self, X: Any, n_samples: int, rng: np.random.Generator | int | None = None) -> np.ndarray:
+        """`n_samples` draws of the target (in target units) at the rows of `X`, shape
+        (n_samples, N): what Thompson sampling acts on. Where the model has a joint posterior
+        (the GP), each draw is one coherent function over all rows.
+
+        Raises:
+            NotFittedError: `fit` has not been called.
+            ValueError: `n_samples` < 1, or X is malformed (as for `predict`).
+        """
+        if self.n_features is None or self._tmap is None:
+            raise NotFittedError(f"This {type(self).__name__} is not fitted yet; call fit(X, y) first.")
+        if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)) or n_samples < 1:
+            raise ValueError(f"`n_samples >= 1` must hold, but got {n_samples=!r}.")
+        X_ = check_x(X, self.n_features)
+        if X_.shape[0] == 0:
+            return np.zeros((int(n_samples), 0))
+        gen = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+        z = np.asarray(self._sample(X_, int(n_samples), gen), dtype=np.float64)
+        return self._tmap.inverse(z.reshape(int(n_samples), X_.shape[0]))
 
     def config(self) -> dict[str, Any]:
         """JSON-serialisable description: enough, with the state tensors, to rebuild this predictor."""

@@ -102,6 +102,25 @@ class TestPredictorContract:
         const = make(name).fit(X[:10], np.full(10, 7.0)).predict(Xt[:5])
         np.testing.assert_allclose(const.mean, 7.0, atol=0.25)
 
+    def test_sample_draws_around_the_prediction(self, name: str, data) -> None:
+        X, y, Xt, _ = data
+        p = make(name, target_transform="standard").fit(X, y)  # linear, so moments carry over exactly
+        out = p.predict(Xt)
+        draws = p.sample(Xt, 400, rng=0)
+        assert draws.shape == (400, len(Xt)) and np.isfinite(draws).all()
+        np.testing.assert_array_equal(draws, p.sample(Xt, 400, rng=0))  # seeded
+        # In target units, centred on the mean, spread like the predictive std (noise included).
+        assert np.median(np.abs(draws.mean(axis=0) - out.mean) / (out.std + 1e-9)) < 0.3
+        assert np.median(draws.std(axis=0) / (out.std + 1e-9)) == pytest.approx(1.0, abs=0.2)
+        assert p.sample(Xt[:0], 3).shape == (3, 0)
+        ranked = make(name).fit(X, y)  # rank-Gauss: draws come back through its monotone inverse
+        ranked_median = np.median(ranked.sample(Xt, 400, rng=0), axis=0)
+        assert np.median(np.abs(ranked_median - ranked.predict(Xt).mean)) < 0.5
+        with pytest.raises(ValueError, match=r"n_samples >= 1. must hold, but got n_samples=0"):
+            p.sample(Xt, 0)
+        with pytest.raises(pr.NotFittedError, match="not fitted"):
+            make(name).sample(Xt, 2)
+
     def test_wrong_encoding_length(self, name: str, data) -> None:
         X, y, Xt, _ = data
         p = make(name).fit(X, y)
@@ -191,3 +210,19 @@ def test_gp_std_grows_away_from_data() -> None:
     p = make("gp").fit(X, y)
     far = np.full((1, X.shape[1]), 3.0)
     assert p.predict(far).std[0] > np.median(p.predict(X).std)
+
+
+def test_gp_draws_are_joint_and_equal_rows_share_the_latent_value() -> None:
+    """Thompson sampling needs coherent draws: two nearby rows move together, and two equal rows
+    (equivalent architectures) share the latent function but not the observation noise."""
+    X, y = toy_data(60, seed=0)
+    p = make("gp", target_transform="standard").fit(X, y)
+    Xt, _ = toy_data(5, seed=4)
+    twin = np.vstack([Xt[0], Xt[0], Xt[1:]])
+    draws = p.sample(twin, 4000, rng=1)
+    noise = float(p._model.kernel_.k2.noise_level) * p._tmap.scale**2
+    diff = draws[:, 0] - draws[:, 1]
+    assert np.var(diff) == pytest.approx(2 * noise, rel=0.15)  # only the noise differs
+    assert np.corrcoef(draws[:, 0], draws[:, 1])[0, 1] > 0.5
+    indep = super(type(p), p)._sample(twin, 4000, np.random.default_rng(1))  # the base class's draws
+    assert abs(np.corrcoef(indep[:, 0], indep[:, 1])[0, 1]) < 0.1

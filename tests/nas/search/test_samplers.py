@@ -161,3 +161,39 @@ def test_predictor_sampler_fits_its_model_on_the_chosen_target_scale(monkeypatch
                                ctx.cheap(arch)["latency_ms@local-cpu"]])
         assert used and set(used) == {transform}, used
         used.clear()
+
+
+def test_predictor_sampler_splits_each_batch_between_optimism_and_thompson_draws(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`thompson` picks of each batch act on posterior draws (one draw each), the rest on the
+    optimistic prediction; 0 turns the draws off, and a count outside 0..batch is refused."""
+    import predictors as pr
+
+    ctx = _ctx(constraints=False)
+    for bad in (-1, 9, 1.5, True):
+        with pytest.raises(ValueError, match=r"thompson: must be an integer from 0 to batch \(8\)"):
+            PredictorSampler(ctx, batch=8, thompson=bad)
+    asked: list[int] = []
+    real = pr.BasePredictor.sample
+
+    def sample(self: Any, X: Any, n_samples: int, rng: Any = None) -> Any:
+        asked.append(n_samples)
+        return real(self, X, n_samples, rng)
+
+    monkeypatch.setattr(pr.BasePredictor, "sample", sample)
+    space = ctx.space
+    for thompson in (0, 3):
+        params = {**SMALL["predictor"], "batch": 4, "thompson": thompson}
+        sampler = create_sampler("predictor", ctx, params)
+        study = optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)
+        ids = set()
+        for _ in range(SMALL["predictor"]["n_init"] + 8):
+            trial = study.ask(search_distributions(space))
+            arch = space.from_params(trial.params)
+            ids.add(space.arch_id(arch))
+            study.tell(trial, [float(sum(v == "nor_conv_3x3" for v in trial.params.values())),
+                               ctx.cheap(arch)["latency_ms@local-cpu"]])
+        assert len(ids) == SMALL["predictor"]["n_init"] + 8  # every proposal new
+        assert asked == ([] if thompson == 0 else [3, 3]), asked
+        asked.clear()
