@@ -43,9 +43,8 @@ def submit_command(
 ) -> None:
     """Run a search job on a Ray cluster; prints the job id (= the Ray submission id)."""
     from nas.db import ensure_schema, get_engine
-    from nas.db._jobs import create_job
     from nas.search import load_search_spec
-    from nas.search._jobs import check_search_spec, job_versions
+    from nas.search._jobs import check_search_spec, create_search_job
     from nas.service._ray_jobs import ClusterError, cluster_database_url, connect, normalize_address, submit
 
     try:
@@ -57,11 +56,7 @@ def submit_command(
             connect(url)  # an unreachable cluster leaves no job behind
             engine = get_engine()
             ensure_schema(engine)
-            job = create_job(
-                kind="search", name=spec.name or "search", spec=spec.model_dump(mode="json"),
-                metrics=[m.to_dict() for m in metrics], versions=job_versions(), status="pending",
-                backend="ray", ray_address=url, engine=engine,
-            )
+            job = create_search_job(spec, metrics, engine=engine, status="pending", ray_address=url)
             submit(job, engine=engine)
     except ClusterError as exc:
         raise fail(str(exc)) from None

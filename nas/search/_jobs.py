@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Engine
@@ -23,7 +23,9 @@ from nas.search._metrics import CheapMetrics, MetricDef, job_metrics
 from nas.search._samplers import SamplerContext, create_sampler, list_samplers
 from nas.search._spec import SearchSpec, parse_search_spec
 
-__all__ = ["check_search_spec", "join_search", "job_versions", "resume_search", "run_search"]
+__all__ = [
+    "check_search_spec", "create_search_job", "join_search", "job_versions", "resume_search", "run_search",
+]
 
 
 def job_versions() -> dict[str, str]:
@@ -31,6 +33,26 @@ def job_versions() -> dict[str, str]:
     from nas.train._checkpoint import library_versions
 
     return library_versions(extra=("optuna", "sqlalchemy"))
+
+
+def create_search_job(
+    spec: SearchSpec,
+    metrics: Sequence[MetricDef],
+    *,
+    engine: Engine,
+    status: str,
+    job_id: str | None = None,
+    owner: str = "",
+    ray_address: str | None = None,
+) -> jobs_db.Job:
+    """The job row of a checked search spec (`check_search_spec` gives `metrics`), the one way
+    `nas search`, `nas submit` and ``POST /api/jobs`` create it. A `ray_address` makes it a
+    cluster job (backend ``ray``)."""
+    return jobs_db.create_job(
+        kind="search", name=spec.name or "search", spec=spec.model_dump(mode="json"),
+        metrics=[m.to_dict() for m in metrics], job_id=job_id, owner=owner, versions=job_versions(),
+        status=status, backend="ray" if ray_address else "local", ray_address=ray_address, engine=engine,
+    )
 
 
 def check_search_spec(spec: SearchSpec) -> list[MetricDef]:
@@ -78,11 +100,7 @@ def run_search(
     engine = get_engine(url)
     ensure_schema(engine)
     metrics = check_search_spec(spec)
-    job = jobs_db.create_job(
-        kind="search", name=spec.name or "search", spec=spec.model_dump(mode="json"),
-        metrics=[m.to_dict() for m in metrics], job_id=job_id, owner=owner, versions=job_versions(),
-        status="running", engine=engine,
-    )
+    job = create_search_job(spec, metrics, engine=engine, status="running", job_id=job_id, owner=owner)
     return _finish(spec, job, engine, url, progress, use_ray)
 
 

@@ -384,24 +384,15 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     ) -> dict[str, Any]:
         """Validate a search spec completely, create the job (owned by the token's owner) and run
         it in the background (on the service's Ray cluster, if it has one). Poll `GET /api/jobs/{id}`."""
-        from nas.db._jobs import create_job
         from nas.search import parse_search_spec
-        from nas.search._jobs import job_versions
+        from nas.search._jobs import create_search_job
 
         with _user_errors(key_status=422):
             parsed = parse_search_spec(spec, "<request body>")
             metrics = _validate_search(parsed)
-            job = create_job(
-                kind="search",
-                name=parsed.name or "search",
-                spec=parsed.model_dump(mode="json"),
-                metrics=[m.to_dict() for m in metrics],
-                owner=who.owner,
-                versions=job_versions(),
-                status="pending",
-                backend="ray" if settings.ray_address else "local",
-                ray_address=settings.ray_address,
-                engine=engine,
+            job = create_search_job(
+                parsed, metrics, engine=engine, status="pending", owner=who.owner,
+                ray_address=settings.ray_address or None,
             )
         if job.backend == "ray":  # on the cluster, through the Ray Jobs API
             from nas.service._ray_jobs import ClusterError, submit
