@@ -451,6 +451,9 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         from nas.service._ray_jobs import reconcile
         from nas.service._train import train_state
 
+        # Whether the runner lives is read before the trials are counted: a runner that was gone
+        # then cannot add a trial after the count, so "no runner" means the count is final.
+        runner_pid = launcher.running().get(job_id)
         job = reconcile(_job(request, who, job_id), engine=engine)
         hv: list[Any] = []
         if job.kind == "search" and any(m.get("objective") for m in job.metrics):
@@ -460,7 +463,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             **job.to_dict(),
             "trials": _trial_count(engine, job.id),
             "hypervolume_history": hv,
-            "runner_pid": launcher.running().get(job.id),
+            "runner_pid": runner_pid,
             "train": train_state(settings.home, job.id) if job.kind == "train" else None,
         }
 
