@@ -28,7 +28,7 @@ FULL = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_con
 def test_features_shape_range_and_names() -> None:
     space = ss.get_space("nb201")
     names = space.feature_names()
-    assert len(names) == len(set(names)) == 12
+    assert len(names) == len(set(names)) == 13
     for seed in range(50):
         f = space.features(space.sample(seed=seed))
         assert f.shape == (len(names),) and f.dtype == np.float64
@@ -57,8 +57,23 @@ def test_feature_values_by_hand() -> None:
     assert f["max_path_convs"] == pytest.approx(2 / 3) and f["min_path_convs"] == 0.0
     assert f["skip_path"] == 1.0 and f["convfree_paths"] == pytest.approx(1 / 4)
     assert f["mean_path_convs"] == pytest.approx((0 + 2 + 1 + 1) / 4 / 3)
+    assert f["input_conv3x3"] == pytest.approx(2 / 3)  # edges 0-1 and 0-2; 0-3 is a skip
     g = dict(zip(space.feature_names(), space.features(arch(NO_PATH))))
     assert g["disconnected"] == 1.0 and sum(g.values()) == 1.0
+
+
+def test_input_conv3x3_tells_apart_cells_that_differ_only_in_where_the_3x3_sits() -> None:
+    """Two NB201 cells with 83.52 and 80.44 validation accuracy and the same MACs: every other
+    feature is equal; only whether the 3x3 conv is fed by the input differs."""
+    space = ss.get_space("nb201")
+
+    def named(text: str) -> dict[str, float]:
+        return dict(zip(space.feature_names(), space.features(arch(text)), strict=True))
+
+    best = named("|nor_conv_3x3~0|+|none~0|nor_conv_1x1~1|+|skip_connect~0|nor_conv_1x1~1|avg_pool_3x3~2|")
+    worse = named("|nor_conv_1x1~0|+|none~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_1x1~1|avg_pool_3x3~2|")
+    assert {k for k in best if best[k] != worse[k]} == {"input_conv3x3"}
+    assert best["input_conv3x3"] == pytest.approx(1 / 3) and worse["input_conv3x3"] == 0.0
 
 
 def test_invalid_arch_raises() -> None:
