@@ -18,6 +18,12 @@ def arch(text: str) -> dict:
     return ss.get_space("nb201").from_str(text)
 
 
+def named_features(text: str) -> dict[str, float]:
+    """`features` of the cell `text`, keyed by `feature_names`."""
+    space = ss.get_space("nb201")
+    return dict(zip(space.feature_names(), space.features(arch(text)), strict=True))
+
+
 # Node 1 is fed but feeds nothing that reaches node 3: edge 1<-0 is dead.
 DEAD_BRANCH = "|nor_conv_3x3~0|+|none~0|none~1|+|skip_connect~0|none~1|none~2|"
 # Node 3 is fed only from node 2, which no live edge feeds: no path, the cell outputs zeros.
@@ -49,8 +55,7 @@ def test_canonical_removes_dead_edges_only() -> None:
 
 
 def test_feature_values_by_hand() -> None:
-    space = ss.get_space("nb201")
-    f = dict(zip(space.feature_names(), space.features(arch(FULL))))
+    f = named_features(FULL)
     # Paths: 0-3 skip; 0-1-3 c3,c3; 0-2-3 c3,skip; 0-1-2-3 c3,pool,skip.
     assert f["count.nor_conv_3x3"] == pytest.approx(3 / 6) and f["count.skip_connect"] == pytest.approx(2 / 6)
     assert f["live_paths"] == 1.0 and f["disconnected"] == 0.0
@@ -58,20 +63,16 @@ def test_feature_values_by_hand() -> None:
     assert f["skip_path"] == 1.0 and f["convfree_paths"] == pytest.approx(1 / 4)
     assert f["mean_path_convs"] == pytest.approx((0 + 2 + 1 + 1) / 4 / 3)
     assert f["input_conv3x3"] == pytest.approx(2 / 3)  # edges 0-1 and 0-2; 0-3 is a skip
-    g = dict(zip(space.feature_names(), space.features(arch(NO_PATH))))
+    g = named_features(NO_PATH)
     assert g["disconnected"] == 1.0 and sum(g.values()) == 1.0
 
 
 def test_input_conv3x3_tells_apart_cells_that_differ_only_in_where_the_3x3_sits() -> None:
     """Two NB201 cells with 83.52 and 80.44 validation accuracy and the same MACs: every other
     feature is equal; only whether the 3x3 conv is fed by the input differs."""
-    space = ss.get_space("nb201")
-
-    def named(text: str) -> dict[str, float]:
-        return dict(zip(space.feature_names(), space.features(arch(text)), strict=True))
-
-    best = named("|nor_conv_3x3~0|+|none~0|nor_conv_1x1~1|+|skip_connect~0|nor_conv_1x1~1|avg_pool_3x3~2|")
-    worse = named("|nor_conv_1x1~0|+|none~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_1x1~1|avg_pool_3x3~2|")
+    tail = "|+|skip_connect~0|nor_conv_1x1~1|avg_pool_3x3~2|"
+    best = named_features("|nor_conv_3x3~0|+|none~0|nor_conv_1x1~1" + tail)
+    worse = named_features("|nor_conv_1x1~0|+|none~0|nor_conv_3x3~1" + tail)
     assert {k for k in best if best[k] != worse[k]} == {"input_conv3x3"}
     assert best["input_conv3x3"] == pytest.approx(1 / 3) and worse["input_conv3x3"] == 0.0
 
